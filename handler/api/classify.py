@@ -1,0 +1,83 @@
+"""POST /classify/: the thesis API, zero-shot over the classes the caller names."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, File, Form, UploadFile
+
+from handler.api.deps import moderator
+from handler.api.schemas import ClassifyResponse, ClassifyResult, OriginalPayload
+from handler.exceptions import InputError
+from handler.image_sources import from_url, read_upload
+from handler.logs import log_decision
+from handler.moderator import Moderator
+
+router = APIRouter(tags=["classify"])
+logger = logging.getLogger(__name__)
+
+CLASSIFIERS = ("clip",)
+MAX_CLASSES = 64
+MAX_CLASS_LENGTH = 200
+
+
+def parse_classes(raw: str) -> list[str]:
+    """Comma-separated, trimmed, empty ones dropped, duplicates removed; at least two remain."""
+    labels = list(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    if len(labels) < 2:
+        raise InputError(
+            f"classes must name at least two distinct non-empty classes, comma-separated (got {raw!r})"
+        )
+    if len(labels) > MAX_CLASSES:
+        raise InputError(f"at most {MAX_CLASSES} classes are accepted (got {len(labels)})")
+    too_long = [label for label in labels if len(label) > MAX_CLASS_LENGTH]
+    if too_long:
+        raise InputError(f"each class must be at most {MAX_CLASS_LENGTH} characters")
+    return labels
+
+
+@router.post("/classify/", response_model=ClassifyResponse, summary="Zero-shot classify one image")
+@router.post("/classify", response_model=ClassifyResponse, include_in_schema=False)
+def classify(
+    mod: Annotated[Moderator, Depends(moderator)],
+    image: Annotated[UploadFile | None, File(description="The image file (any format Pillow reads).")] = None,
+    location: Annotated[
+        str | None, Form(description="Public http(s) URL of the image, instead of a file.")
+    ] = None,
+    classes: Annotated[str, Form(description="Comma-separated class names; at least two.")] = "nsfw, sfw",
+    classifier: Annotated[str, Form(description="The classifier; only `clip` exists.")] = "clip",
+    threshold: Annotated[
+        float | None,
+        Form(
+            ge=0.0, le=1.0, description="If the top probability is below this, the prediction is `unknown`."
+        ),
+    ] = None,
+) -> ClassifyResponse:
+    started = time.perf_counter()
+    if classifier not in CLASSIFIERS:
+        raise InputError(f"unknown classifier {classifier!r}; available: {', '.join(CLASSIFIERS)}")
+    labels = parse_classes(classes)
+    if (image is None) == (not location):
+        raise InputError("send exactly one of: an `image` file, or a `location` URL")
+    if image is not None:
+        data = read_upload(image.file, mod.settings)
+    else:
+        data = from_url(str(location), mod.settings)
+    result = mod.classify([mod.decode(data)], labels, threshold)[0]
+    log_decision(
+        logger,
+        event="classify",
+        source=location or (image.filename if image else None),
+        prediction=result.prediction,
+        top=max(result.probabilities.values()),
+        ms=(time.perf_counter() - started) * 1000,
+    )
+    return ClassifyResponse(
+        result=ClassifyResult(
+            prediction=result.prediction,
+            label_probabilities=result.probabilities,
+            original_payload=OriginalPayload(location=location or None, classifier=classifier),
+        )
+    )

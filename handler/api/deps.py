@@ -1,0 +1,9 @@
+"""Dependencies shared by the routes (overridable in tests through `app.dependency_overrides`)."""
+
+from __future__ import annotations
+
+from handler.moderator import Moderator, get_moderator
+
+
+def moderator() -> Moderator:
+    return get_moderator()

@@ -1,0 +1,84 @@
+"""Request and response models of the HTTP API: what /docs shows."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from handler.policy import Action
+from handler.scoring import Decision
+
+
+class OriginalPayload(BaseModel):
+    location: str | None = Field(description="The URL given, or null for an upload.")
+    classifier: str = Field(description="The classifier used.")
+
+
+class ClassifyResult(BaseModel):
+    prediction: str = Field(description="The most probable class, or `unknown` below `threshold`.")
+    label_probabilities: dict[str, float] = Field(description="Probability of each class; they sum to 1.")
+    original_payload: OriginalPayload
+
+
+class ClassifyResponse(BaseModel):
+    result: ClassifyResult
+
+
+class S3Reference(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    bucket: str = Field(min_length=3, max_length=63, description="Bucket name.")
+    key: str = Field(min_length=1, max_length=1024, description="Object key (not URL-encoded).")
+    version_id: str | None = Field(default=None, description="A specific object version.")
+
+
+class ModerateJSONRequest(BaseModel):
+    """Exactly one image source, and optionally a policy name."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    url: str | None = Field(default=None, description="Public http(s) URL of the image.")
+    image_base64: str | None = Field(default=None, description="The image bytes, base64 (or a data: URL).")
+    s3: S3Reference | None = Field(default=None, description="An S3 object the service may read.")
+    policy: str | None = Field(default=None, description="Policy name; the default policy if omitted.")
+
+    @model_validator(mode="after")
+    def _exactly_one_source(self) -> ModerateJSONRequest:
+        given = [name for name in ("url", "image_base64", "s3") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(
+                f"give exactly one of url, image_base64 or s3 (got {', '.join(given) or 'none'})"
+            )
+        return self
+
+
+class TopCategory(BaseModel):
+    category: str = Field(description="The most probable category.")
+    score: float = Field(description="Its probability.")
+
+
+class ModerateResponse(BaseModel):
+    verdict: Action = Field(description="Most severe action among flagged categories; allow if none.")
+    flagged: list[str] = Field(description="Categories at or above their threshold, most probable first.")
+    scores: dict[str, float] = Field(description="Probability of every category of the policy.")
+    top: TopCategory
+    policy: str = Field(description="Name of the policy applied.")
+    model: str = Field(description="The CLIP checkpoint that judged the image.")
+    elapsed_ms: float = Field(description="Server-side time to decode and judge, in milliseconds.")
+
+    @classmethod
+    def from_decision(cls, decision: Decision, model: str, elapsed_ms: float) -> ModerateResponse:
+        return cls(
+            verdict=decision.verdict,
+            flagged=decision.flagged,
+            scores=decision.scores,
+            top=TopCategory(category=decision.top, score=decision.top_score),
+            policy=decision.policy.name,
+            model=model,
+            elapsed_ms=round(elapsed_ms, 2),
+        )
+
+
+class HealthResponse(BaseModel):
+    status: str
+    model: str
+    policies: list[str]

@@ -1,0 +1,16 @@
+"""boto3 clients, created lazily (never at import) so tests can point them at moto first."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+
+@lru_cache
+def get_s3_client() -> Any:
+    """The process-wide S3 client. boto3 honours AWS_ENDPOINT_URL itself (moto in tests)."""
+    import boto3
+    from botocore.config import Config
+
+    config = Config(retries={"max_attempts": 4, "mode": "standard"}, connect_timeout=5, read_timeout=30)
+    return boto3.client("s3", config=config)

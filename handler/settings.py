@@ -1,0 +1,94 @@
+"""All configuration, read once from the environment into one typed object."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from ipaddress import IPv4Network, IPv6Network, ip_network
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+MiB = 1024 * 1024
+
+
+class Settings(BaseSettings):
+    """Every knob of the service. Names are the environment variables (case-insensitive)."""
+
+    model_config = SettingsConfigDict(env_prefix="", case_sensitive=False, extra="ignore")
+
+    # Model
+    model_dir: Path | None = Field(
+        default=None, description="Local transformers CLIP checkpoint directory (loaded offline)."
+    )
+    model_id: str = Field(
+        default="openai/clip-vit-base-patch32",
+        description="Checkpoint to bake, or to download into the Hugging Face cache when MODEL_DIR is unset.",
+    )
+    torch_threads: int = Field(default=0, ge=0, description="torch intra-op threads; 0 = one per core.")
+    text_cache_size: int = Field(
+        default=256, ge=1, description="Label sets kept in the text-embedding cache."
+    )
+
+    # Policies
+    moderation_policy: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Policy file(s), JSON or YAML, comma-separated; the first is the default policy.",
+    )
+
+    # Image input
+    max_image_bytes: int = Field(default=10 * MiB, gt=0, description="Largest accepted image, in bytes.")
+    max_image_pixels: int = Field(
+        default=40_000_000, gt=0, description="Largest accepted width x height (decompression-bomb guard)."
+    )
+    max_batch_images: int = Field(default=32, ge=1, description="Most images in one batch request.")
+
+    # URL fetching
+    fetch_connect_timeout_s: float = Field(default=3.0, gt=0)
+    fetch_read_timeout_s: float = Field(default=10.0, gt=0)
+    fetch_total_timeout_s: float = Field(default=20.0, gt=0)
+    fetch_max_redirects: int = Field(default=3, ge=0)
+    fetch_allow_private: bool = Field(
+        default=False, description="Allow fetching from private/loopback addresses (self-hosting only)."
+    )
+    fetch_allow_networks: Annotated[list[IPv4Network | IPv6Network], NoDecode] = Field(
+        default_factory=list,
+        description="CIDRs allowed even though they are not public (comma-separated).",
+    )
+
+    # S3 actions
+    quarantine_bucket: str | None = None
+    quarantine_prefix: str = ""
+    max_object_bytes: int | None = Field(
+        default=None, description="Largest S3 object moderated; defaults to MAX_IMAGE_BYTES."
+    )
+
+    # Serving
+    port: int = Field(default=8000, ge=1, le=65535)
+    host: str = "127.0.0.1"
+    log_level: str = "INFO"
+
+    @field_validator("moderation_policy", mode="before")
+    @classmethod
+    def _split_policies(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [Path(p.strip()) for p in value.split(",") if p.strip()]
+        return value
+
+    @field_validator("fetch_allow_networks", mode="before")
+    @classmethod
+    def _split_networks(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [ip_network(p.strip(), strict=False) for p in value.split(",") if p.strip()]
+        return value
+
+    @property
+    def object_size_limit(self) -> int:
+        return self.max_object_bytes if self.max_object_bytes is not None else self.max_image_bytes
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings; tests call `get_settings.cache_clear()` after changing the environment."""
+    return Settings()

@@ -1,0 +1,131 @@
+"""Shared fixtures: a tiny random-weight CLIP checkpoint loaded through the production code path."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from handler.moderator import Moderator, get_moderator
+from handler.policy import PolicySet
+from handler.random_checkpoint import make_random_checkpoint
+from handler.settings import Settings, get_settings
+
+# Never reach a model hub or AWS from tests, whatever the developer's environment says.
+os.environ.update(
+    HF_HUB_OFFLINE="1",
+    TRANSFORMERS_OFFLINE="1",
+    AWS_ACCESS_KEY_ID="testing",
+    AWS_SECRET_ACCESS_KEY="testing",
+    AWS_SESSION_TOKEN="testing",
+    AWS_DEFAULT_REGION="us-east-1",
+)
+for _name in ("MODERATION_POLICY", "QUARANTINE_BUCKET", "QUARANTINE_PREFIX", "AWS_PROFILE"):
+    os.environ.pop(_name, None)
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_random_checkpoint(tmp_path_factory.mktemp("tiny-clip"), size="tiny")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def model_env(tiny_model_dir: Path) -> Iterator[None]:
+    """MODEL_DIR points at the tiny checkpoint for the whole run, as a deployment would set it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MODEL_DIR", str(tiny_model_dir))
+        get_settings.cache_clear()
+        get_moderator.cache_clear()
+        yield
+    get_settings.cache_clear()
+    get_moderator.cache_clear()
+
+
+@pytest.fixture(scope="session")
+def moderator(model_env: None) -> Moderator:
+    return get_moderator()
+
+
+@pytest.fixture(scope="session")
+def client(moderator: Moderator) -> Iterator[TestClient]:
+    from handler.app import app
+
+    with TestClient(app) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def make_moderator(moderator: Moderator) -> Callable[..., Moderator]:
+    """A moderator sharing the loaded model but with other settings (limits, policies)."""
+
+    def build(**overrides: Any) -> Moderator:
+        settings = Settings(**{"model_dir": moderator.settings.model_dir, **overrides})
+        return Moderator(moderator.encoder, PolicySet.from_paths(settings.moderation_policy), settings)
+
+    return build
+
+
+@pytest.fixture
+def override_moderator(client: TestClient) -> Iterator[Callable[[Moderator], None]]:
+    """Serve the app with another moderator for one test."""
+    from handler.api.deps import moderator as moderator_dependency
+    from handler.app import app
+
+    def use(mod: Moderator) -> None:
+        app.dependency_overrides[moderator_dependency] = lambda: mod
+
+    yield use
+    app.dependency_overrides.clear()
+
+
+def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (320, 240), color: Any = (200, 30, 30), **save: Any) -> bytes:
+    mode = "RGB" if fmt == "JPEG" else "RGBA"
+    image = Image.new(mode, size, color)
+    buffer = io.BytesIO()
+    image.save(buffer, format=fmt, **save)
+    return buffer.getvalue()
+
+
+@pytest.fixture
+def jpeg() -> bytes:
+    return image_bytes("JPEG")
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[str]:
+    """moto in server mode: boto3 speaks real HTTP to it through AWS_ENDPOINT_URL."""
+    import socket
+
+    from moto.server import ThreadedMotoServer
+
+    from handler.s3_client import get_s3_client
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AWS_ENDPOINT_URL", endpoint)
+        get_s3_client.cache_clear()
+        yield endpoint
+    get_s3_client.cache_clear()
+    server.stop()
+
+
+@pytest.fixture
+def s3(moto_server: str) -> Any:
+    """A fresh client against the moto server (state is reset per test)."""
+    import urllib.request
+
+    import boto3
+
+    urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"), timeout=5)
+    return boto3.client("s3", endpoint_url=moto_server)
