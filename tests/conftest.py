@@ -84,7 +84,9 @@ def override_moderator(client: TestClient) -> Iterator[Callable[[Moderator], Non
     app.dependency_overrides.clear()
 
 
-def image_bytes(fmt: str = "JPEG", size: tuple[int, int] = (320, 240), color: Any = (200, 30, 30), **save: Any) -> bytes:
+def image_bytes(
+    fmt: str = "JPEG", size: tuple[int, int] = (320, 240), color: Any = (200, 30, 30), **save: Any
+) -> bytes:
     mode = "RGB" if fmt == "JPEG" else "RGBA"
     image = Image.new(mode, size, color)
     buffer = io.BytesIO()

@@ -13,7 +13,9 @@ def post_image(client: TestClient, data: bytes, path: str = "/classify/", **fiel
 
 
 @pytest.mark.parametrize("path", ["/classify/", "/classify"])
-def test_upload_returns_the_thesis_shape_with_default_classes(client: TestClient, jpeg: bytes, path: str) -> None:
+def test_upload_returns_the_thesis_shape_with_default_classes(
+    client: TestClient, jpeg: bytes, path: str
+) -> None:
     response = post_image(client, jpeg, path)
     assert response.status_code == 200, response.text
     result = response.json()["result"]
@@ -32,7 +34,9 @@ def test_classes_are_trimmed_deduplicated_and_empty_ones_dropped(client: TestCli
 
 
 @pytest.mark.parametrize("classes", ["nsfw", "nsfw, nsfw", " , ,", "cat,  ,"])
-def test_fewer_than_two_distinct_classes_is_a_400_saying_so(client: TestClient, jpeg: bytes, classes: str) -> None:
+def test_fewer_than_two_distinct_classes_is_a_400_saying_so(
+    client: TestClient, jpeg: bytes, classes: str
+) -> None:
     response = post_image(client, jpeg, classes=classes)
     assert response.status_code == 400
     assert "at least two distinct" in response.json()["detail"]
@@ -79,7 +83,9 @@ def test_location_pointing_at_loopback_is_refused_with_a_reason(client: TestClie
     assert "127.0.0.1" in response.json()["detail"]
 
 
-def test_text_embeddings_are_computed_once_per_label_set(client: TestClient, moderator: Moderator, jpeg: bytes) -> None:
+def test_text_embeddings_are_computed_once_per_label_set(
+    client: TestClient, moderator: Moderator, jpeg: bytes
+) -> None:
     classes = "a cached label, another cached label"
     before = moderator.encoder.text_calls
     assert post_image(client, jpeg, classes=classes).status_code == 200
@@ -93,7 +99,9 @@ def test_text_embeddings_are_computed_once_per_label_set(client: TestClient, mod
 
 def test_openapi_documents_every_field(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
-    body_ref = schema["paths"]["/classify/"]["post"]["requestBody"]["content"]["multipart/form-data"]["schema"]["$ref"]
+    body_ref = schema["paths"]["/classify/"]["post"]["requestBody"]["content"]["multipart/form-data"][
+        "schema"
+    ]["$ref"]
     form = schema["components"]["schemas"][body_ref.rsplit("/", 1)[1]]
     assert set(form["properties"]) == {"image", "location", "classes", "classifier", "threshold"}
     assert all(prop.get("description") for prop in form["properties"].values())

@@ -20,7 +20,12 @@ def write_policy(tmp_path: Path, name: str, flag_threshold: float, action: str =
     policy = {
         "name": name,
         "categories": [
-            {"name": "bad", "prompts": ["a bad thing", "something awful"], "threshold": flag_threshold, "action": action},
+            {
+                "name": "bad",
+                "prompts": ["a bad thing", "something awful"],
+                "threshold": flag_threshold,
+                "action": action,
+            },
             {"name": "meh", "prompts": ["a dull thing"], "threshold": 1.0, "action": "review"},
             {"name": "fine", "prompts": ["a fine thing"], "safe": True, "threshold": 0.0},
         ],
@@ -128,12 +133,16 @@ def test_review_and_quarantine_pick_the_most_severe(
 
 
 def test_unknown_policy_name_is_a_400_listing_the_names(client: TestClient, jpeg: bytes) -> None:
-    response = client.post("/v1/moderate", files={"image": ("a.jpg", jpeg, "image/jpeg")}, data={"policy": "nope"})
+    response = client.post(
+        "/v1/moderate", files={"image": ("a.jpg", jpeg, "image/jpeg")}, data={"policy": "nope"}
+    )
     assert response.status_code == 400
     assert "default" in response.json()["detail"]
 
 
-def test_policy_embeddings_are_not_recomputed_per_request(client: TestClient, moderator: Moderator, jpeg: bytes) -> None:
+def test_policy_embeddings_are_not_recomputed_per_request(
+    client: TestClient, moderator: Moderator, jpeg: bytes
+) -> None:
     before = moderator.encoder.text_calls
     for _ in range(3):
         assert client.post("/v1/moderate", files={"image": ("a.jpg", jpeg, "image/jpeg")}).status_code == 200
