@@ -11,8 +11,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from handler import __version__
-from handler.api import classify, health, moderate
-from handler.api.schemas import ModerateJSONRequest
+from handler.api import classify, health, moderate, moderate_batch
+from handler.api.schemas import BatchJSONRequest, ModerateJSONRequest
 from handler.exceptions import InputError
 from handler.moderator import get_moderator
 
@@ -38,6 +38,7 @@ def create_app() -> FastAPI:
     app.add_exception_handler(InputError, _input_error)
     app.include_router(classify.router)
     app.include_router(moderate.router)
+    app.include_router(moderate_batch.router)
     app.include_router(health.router)
     _document_json_bodies(app)
     return app
@@ -51,9 +52,10 @@ def _document_json_bodies(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = default_openapi()
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            json_schema = ModerateJSONRequest.model_json_schema(ref_template="#/components/schemas/{model}")
-            components.update(json_schema.pop("$defs", {}))
-            components["ModerateJSONRequest"] = json_schema
+            for model in (ModerateJSONRequest, BatchJSONRequest):
+                json_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
+                components.update(json_schema.pop("$defs", {}))
+                components[model.__name__] = json_schema
             app.openapi_schema = schema
         return app.openapi_schema
 

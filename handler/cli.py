@@ -52,6 +52,45 @@ def _random_checkpoint(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bake(args: argparse.Namespace) -> int:
+    from handler.bake import bake
+
+    summary = bake(Path(args.out), args.model_id, Path(args.from_dir) if args.from_dir else None)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from handler.bench import format_table, run
+
+    model_dir = Path(args.model_dir) if args.model_dir else None
+    results = run(Path(args.work), model_dir, args.requests, args.batch, args.cold_runs)
+    Path(args.work, "bench.json").write_text(json.dumps(results, indent=2))
+    print(format_table(results))
+    return 0
+
+
+def _compare_precision(args: argparse.Namespace) -> int:
+    from PIL import Image
+
+    from handler.api.classify import parse_classes
+    from handler.model import Precision
+    from handler.parity import compare, load_pair
+
+    settings = get_settings()
+    reference, fast = load_pair(settings.model_dir, Precision(args.precision))
+    if fast.precision is not Precision(args.precision):
+        print(f"error: this CPU cannot run {args.precision}; the service would use fp32", file=sys.stderr)
+        return 2
+    from handler.policy import PolicySet
+
+    images = [Image.open(p).convert("RGB") for p in args.images]
+    policy = PolicySet.from_paths(settings.moderation_policy).default
+    report = compare(reference, fast, images, parse_classes(args.classes), policy)
+    print(json.dumps(report.as_dict()))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m handler", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -73,6 +112,26 @@ def build_parser() -> argparse.ArgumentParser:
     rnd.add_argument("--out", required=True, help="output directory")
     rnd.add_argument("--size", choices=("tiny", "base"), default="tiny", help="base = ViT-B/32 sizes")
     rnd.set_defaults(func=_random_checkpoint)
+
+    bake = sub.add_parser("bake", help="prepare a model directory at image build time")
+    bake.add_argument("--model-id", default=get_settings().model_id, help="checkpoint to download")
+    bake.add_argument("--out", required=True, help="output directory (new or empty), e.g. /opt/model")
+    bake.add_argument("--from-dir", default=None, help="copy a local checkpoint instead of downloading")
+    bake.set_defaults(func=_bake)
+
+    bench = sub.add_parser("bench", help="benchmark the thesis path against the service (full-size model)")
+    bench.add_argument("--work", default="bench-out", help="where checkpoints and bench.json go")
+    bench.add_argument("--model-dir", default=None, help="a checkpoint to use (default: random ViT-B/32)")
+    bench.add_argument("--requests", type=int, default=30, help="single-image requests per path")
+    bench.add_argument("--batch", type=int, default=32, help="images per batch request")
+    bench.add_argument("--cold-runs", type=int, default=3, help="cold starts per side")
+    bench.set_defaults(func=_bench)
+
+    parity = sub.add_parser("compare-precision", help="fast path vs fp32 on your images and weights")
+    parity.add_argument("images", nargs="+", help="image files (your own, representative)")
+    parity.add_argument("--precision", choices=("bf16",), default="bf16", help="the fast path to check")
+    parity.add_argument("--classes", default="nsfw, sfw", help="labels for the top-1 agreement")
+    parity.set_defaults(func=_compare_precision)
     return parser
 
 

@@ -15,6 +15,7 @@ from handler.policy import Policy, PolicySet
 from handler.scoring import Classification, Decision, classify_row, judge, probabilities
 from handler.settings import Settings, get_settings
 from handler.text_cache import TextEmbeddingCache
+from handler.text_embeddings import load_text_embeddings
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +28,8 @@ class Moderator:
         self.policies = policies
         self.settings = settings
         self.text_cache = TextEmbeddingCache(encoder.encode_texts, settings.text_cache_size)
+        for texts, embeddings in load_text_embeddings(encoder.model_dir).items():  # baked at build time
+            self.text_cache.put(texts, embeddings)
         for policy in policies:  # warm the cache so no request pays for policy prompts
             self.text_cache.policy(policy)
 

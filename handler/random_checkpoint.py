@@ -45,6 +45,7 @@ def make_random_checkpoint(out: Path, size: Size = "tiny", seed: int = 0) -> Pat
 
     out.mkdir(parents=True, exist_ok=True)
     vocab_size = write_tokenizer_files(out)
+    special = {"bos_token_id": vocab_size - 2, "eos_token_id": vocab_size - 1, "pad_token_id": vocab_size - 1}
     if size == "tiny":
         image_size = 64
         config = CLIPConfig(
@@ -55,6 +56,7 @@ def make_random_checkpoint(out: Path, size: Size = "tiny", seed: int = 0) -> Pat
                 "num_hidden_layers": 2,
                 "num_attention_heads": 2,
                 "max_position_embeddings": 77,
+                **special,
             },
             vision_config={
                 "hidden_size": 32,
@@ -68,7 +70,7 @@ def make_random_checkpoint(out: Path, size: Size = "tiny", seed: int = 0) -> Pat
         )
     else:
         image_size = 224
-        config = CLIPConfig()  # ViT-B/32 sizes: what timing work measures
+        config = CLIPConfig(text_config=special)  # ViT-B/32 sizes: what timing work measures
     torch.manual_seed(seed)
     model = CLIPModel(config).eval()
     model.save_pretrained(out, safe_serialization=True)

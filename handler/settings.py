@@ -5,7 +5,7 @@ from __future__ import annotations
 from functools import lru_cache
 from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
 from pydantic import Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -25,6 +25,12 @@ class Settings(BaseSettings):
     model_id: str = Field(
         default="openai/clip-vit-base-patch32",
         description="Checkpoint to bake, or to download into the Hugging Face cache when MODEL_DIR is unset.",
+    )
+    model_runtime: Literal["auto", "transformers", "torchscript"] = Field(
+        default="auto", description="auto = the baked TorchScript towers when present, else transformers."
+    )
+    inference_precision: Literal["fp32", "bf16"] = Field(
+        default="fp32", description="Image-tower precision; bf16 falls back to fp32 on CPUs without it."
     )
     torch_threads: int = Field(default=0, ge=0, description="torch intra-op threads; 0 = one per core.")
     text_cache_size: int = Field(

@@ -4,20 +4,21 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from handler.api.deps import moderator
 from handler.api.schemas import ModerateJSONRequest, ModerateResponse
+from handler.api.sources import ImageSource
 from handler.exceptions import InputError
-from handler.image_sources import from_base64, from_s3, from_url, read_upload
 from handler.logs import log_decision
 from handler.moderator import Moderator
 
+M = TypeVar("M", bound=BaseModel)
 router = APIRouter(tags=["moderate"])
 logger = logging.getLogger(__name__)
 
@@ -29,59 +30,25 @@ _MULTIPART_SCHEMA: dict[str, Any] = {
         "policy": {"type": "string", "description": "Policy name; the default policy if omitted."},
     },
 }
-_OPENAPI_BODY: dict[str, Any] = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {"schema": _MULTIPART_SCHEMA},
-            "application/json": {"schema": {"$ref": "#/components/schemas/ModerateJSONRequest"}},
-        },
+
+
+def openapi_body(multipart: dict[str, Any], json_model: str) -> dict[str, Any]:
+    """An OpenAPI request body offering multipart and JSON (the JSON schema is added in app.py)."""
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {
+                "multipart/form-data": {"schema": multipart},
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{json_model}"}},
+            },
+        }
     }
-}
 
 
-class _Source:
-    """One image source, read lazily inside the worker thread."""
-
-    def __init__(self, kind: str, value: Any, label: str) -> None:
-        self.kind, self.value, self.label = kind, value, label
-
-    def read(self, mod: Moderator) -> bytes:
-        settings = mod.settings
-        if self.kind == "upload":
-            return read_upload(self.value, settings)
-        if self.kind == "url":
-            return from_url(self.value, settings)
-        if self.kind == "base64":
-            return from_base64(self.value, settings)
-        ref = self.value
-        return from_s3(ref.bucket, ref.key, ref.version_id, settings)
-
-
-async def _parse(request: Request) -> tuple[_Source, str | None]:
+def content_type_of(request: Request) -> str:
     content_type = request.headers.get("content-type", "")
-    if content_type.startswith("application/json"):
-        try:
-            body = ModerateJSONRequest.model_validate_json(await request.body())
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
-            )
-            raise InputError(f"invalid JSON body: {problems}", status_code=422) from exc
-        if body.url is not None:
-            return _Source("url", body.url, body.url), body.policy
-        if body.image_base64 is not None:
-            return _Source("base64", body.image_base64, "base64"), body.policy
-        assert body.s3 is not None
-        return _Source("s3", body.s3, f"s3://{body.s3.bucket}/{body.s3.key}"), body.policy
-    if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_files=1, max_fields=8)
-        image, location, policy = form.get("image"), form.get("location"), form.get("policy")
-        if isinstance(image, UploadFile) and not location:
-            return _Source("upload", image.file, image.filename or "upload"), _text(policy)
-        if image is None and isinstance(location, str) and location:
-            return _Source("url", location, location), _text(policy)
-        raise InputError("send exactly one of: an `image` file, or a `location` URL")
+    if content_type.startswith(("application/json", "multipart/form-data")):
+        return content_type.split(";")[0]
     raise InputError(
         f"unsupported content type {content_type or '(none)'!r}; "
         "send multipart/form-data or application/json",
@@ -89,25 +56,48 @@ async def _parse(request: Request) -> tuple[_Source, str | None]:
     )
 
 
-def _text(value: object) -> str | None:
+async def parse_json(request: Request, model: type[M]) -> M:
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        raise InputError(f"invalid JSON body: {problems}", status_code=422) from exc
+
+
+def form_text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
+
+
+async def _parse(request: Request) -> tuple[ImageSource, str | None]:
+    if content_type_of(request) == "application/json":
+        body = await parse_json(request, ModerateJSONRequest)
+        return ImageSource.from_json(body), body.policy
+    form = await request.form(max_files=1, max_fields=8)
+    image, location, policy = form.get("image"), form.get("location"), form.get("policy")
+    if isinstance(image, UploadFile) and not location:
+        return ImageSource.upload(image.file, image.filename), form_text(policy)
+    if image is None and isinstance(location, str) and location:
+        return ImageSource.url(location), form_text(policy)
+    raise InputError("send exactly one of: an `image` file, or a `location` URL")
 
 
 @router.post(
     "/v1/moderate",
     response_model=ModerateResponse,
     summary="Judge one image by a moderation policy",
-    openapi_extra=_OPENAPI_BODY,
+    openapi_extra=openapi_body(_MULTIPART_SCHEMA, "ModerateJSONRequest"),
 )
 async def moderate(request: Request, mod: Annotated[Moderator, Depends(moderator)]) -> ModerateResponse:
     source, policy_name = await _parse(request)
     return await run_in_threadpool(_judge, mod, source, policy_name)
 
 
-def _judge(mod: Moderator, source: _Source, policy_name: str | None) -> ModerateResponse:
+def _judge(mod: Moderator, source: ImageSource, policy_name: str | None) -> ModerateResponse:
     started = time.perf_counter()
     policy = mod.policy(policy_name)
-    decision = mod.moderate([mod.decode(source.read(mod))], policy)[0]
+    decision = mod.moderate([mod.decode(source.read(mod.settings))], policy)[0]
     elapsed_ms = (time.perf_counter() - started) * 1000
     log_decision(
         logger,

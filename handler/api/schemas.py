@@ -31,24 +31,40 @@ class S3Reference(BaseModel):
     version_id: str | None = Field(default=None, description="A specific object version.")
 
 
-class ModerateJSONRequest(BaseModel):
-    """Exactly one image source, and optionally a policy name."""
+class ImageSourceJSON(BaseModel):
+    """Exactly one image source."""
 
     model_config = ConfigDict(extra="forbid")
 
     url: str | None = Field(default=None, description="Public http(s) URL of the image.")
     image_base64: str | None = Field(default=None, description="The image bytes, base64 (or a data: URL).")
     s3: S3Reference | None = Field(default=None, description="An S3 object the service may read.")
-    policy: str | None = Field(default=None, description="Policy name; the default policy if omitted.")
 
     @model_validator(mode="after")
-    def _exactly_one_source(self) -> ModerateJSONRequest:
+    def _exactly_one_source(self) -> ImageSourceJSON:
         given = [name for name in ("url", "image_base64", "s3") if getattr(self, name) is not None]
         if len(given) != 1:
             raise ValueError(
                 f"give exactly one of url, image_base64 or s3 (got {', '.join(given) or 'none'})"
             )
         return self
+
+
+class ModerateJSONRequest(ImageSourceJSON):
+    """Exactly one image source, and optionally a policy name."""
+
+    policy: str | None = Field(default=None, description="Policy name; the default policy if omitted.")
+
+
+class BatchJSONRequest(BaseModel):
+    """Several image sources judged by one policy in one batched forward pass."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[ImageSourceJSON] = Field(
+        min_length=1, description="The images, each with exactly one source."
+    )
+    policy: str | None = Field(default=None, description="Policy name; the default policy if omitted.")
 
 
 class TopCategory(BaseModel):
@@ -82,3 +98,24 @@ class HealthResponse(BaseModel):
     status: str
     model: str
     policies: list[str]
+
+
+class BatchItemError(BaseModel):
+    status: int = Field(description="The HTTP status this item alone would have had.")
+    detail: str = Field(description="What was wrong with this item.")
+
+
+class BatchItemResult(BaseModel):
+    index: int = Field(description="Position of the item in the request.")
+    source: str = Field(description="The file name, URL or S3 reference of the item.")
+    result: ModerateResponse | None = Field(
+        default=None, description="The verdict, when the item was judged."
+    )
+    error: BatchItemError | None = Field(default=None, description="Why the item was not judged.")
+
+
+class BatchResponse(BaseModel):
+    policy: str = Field(description="Name of the policy applied.")
+    model: str = Field(description="The CLIP checkpoint that judged the images.")
+    elapsed_ms: float = Field(description="Server-side time for the whole batch, in milliseconds.")
+    results: list[BatchItemResult] = Field(description="One entry per item, in request order.")

@@ -1,0 +1,106 @@
+"""POST /v1/moderate/batch: several images, one policy, one batched forward pass; errors per item."""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from handler.api.deps import moderator
+from handler.api.moderate import content_type_of, form_text, openapi_body, parse_json
+from handler.api.schemas import (
+    BatchItemError,
+    BatchItemResult,
+    BatchJSONRequest,
+    BatchResponse,
+    ModerateResponse,
+)
+from handler.api.sources import ImageSource
+from handler.exceptions import InputError, PayloadTooLarge
+from handler.logs import log_decision
+from handler.moderator import Moderator
+
+router = APIRouter(tags=["moderate"])
+logger = logging.getLogger(__name__)
+
+_MULTIPART_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "images": {
+            "type": "array",
+            "items": {"type": "string", "format": "binary"},
+            "description": "Image files (repeat the field).",
+        },
+        "locations": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "Public http(s) URLs of images (repeat the field).",
+        },
+        "policy": {"type": "string", "description": "Policy name; the default policy if omitted."},
+    },
+}
+
+
+async def _parse(request: Request, limit: int) -> tuple[list[ImageSource], str | None]:
+    if content_type_of(request) == "application/json":
+        body = await parse_json(request, BatchJSONRequest)
+        sources, policy = [ImageSource.from_json(item) for item in body.items], body.policy
+    else:
+        form = await request.form(max_files=limit + 1, max_fields=limit + 8)
+        sources = [
+            ImageSource.upload(f.file, f.filename)
+            for f in form.getlist("images")
+            if isinstance(f, UploadFile)
+        ]
+        sources += [ImageSource.url(u) for u in form.getlist("locations") if isinstance(u, str) and u]
+        policy = form_text(form.get("policy"))
+    if not sources:
+        raise InputError("send at least one image: `images` files or `locations` URLs (JSON: `items`)")
+    if len(sources) > limit:
+        raise PayloadTooLarge(f"{len(sources)} images in one batch; the limit is {limit} (MAX_BATCH_IMAGES)")
+    return sources, policy
+
+
+@router.post(
+    "/v1/moderate/batch",
+    response_model=BatchResponse,
+    summary="Judge several images by one policy (one batched forward pass)",
+    openapi_extra=openapi_body(_MULTIPART_SCHEMA, "BatchJSONRequest"),
+)
+async def moderate_batch(request: Request, mod: Annotated[Moderator, Depends(moderator)]) -> BatchResponse:
+    sources, policy_name = await _parse(request, mod.settings.max_batch_images)
+    return await run_in_threadpool(_judge_all, mod, sources, policy_name)
+
+
+def _judge_all(mod: Moderator, sources: list[ImageSource], policy_name: str | None) -> BatchResponse:
+    started = time.perf_counter()
+    policy = mod.policy(policy_name)
+    results = [BatchItemResult(index=i, source=s.label) for i, s in enumerate(sources)]
+    images, judged = [], []
+    for item, source in zip(results, sources, strict=True):
+        try:
+            images.append(mod.decode(source.read(mod.settings)))
+            judged.append(item)
+        except InputError as exc:  # one bad item does not sink the batch
+            item.error = BatchItemError(status=exc.status_code, detail=exc.detail)
+    decisions = mod.moderate(images, policy) if images else []
+    elapsed_ms = (time.perf_counter() - started) * 1000
+    for item, decision in zip(judged, decisions, strict=True):
+        item.result = ModerateResponse.from_decision(decision, mod.model_id, elapsed_ms / len(decisions))
+        log_decision(
+            logger,
+            event="moderate",
+            source=item.source,
+            verdict=decision.verdict.value,
+            top=decision.top,
+            score=decision.top_score,
+            policy=policy.policy_id,
+            ms=elapsed_ms / len(decisions),
+        )
+    return BatchResponse(
+        policy=policy.name, model=mod.model_id, elapsed_ms=round(elapsed_ms, 2), results=results
+    )

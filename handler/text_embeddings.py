@@ -1,0 +1,33 @@
+"""Text embeddings saved at bake time beside the weights, so no request (and no start-up) computes them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+FILE_NAME = "text_embeddings.safetensors"
+
+
+def save_text_embeddings(model_dir: Path, groups: Mapping[tuple[str, ...], torch.Tensor]) -> Path:
+    from safetensors.torch import save_file
+
+    tensors = {str(i): emb.contiguous() for i, emb in enumerate(groups.values())}
+    metadata = {"texts": json.dumps([list(texts) for texts in groups])}
+    path = model_dir / FILE_NAME
+    save_file(tensors, str(path), metadata=metadata)
+    return path
+
+
+def load_text_embeddings(model_dir: Path) -> dict[tuple[str, ...], torch.Tensor]:
+    """The saved groups, or nothing when the checkpoint was not baked."""
+    path = model_dir / FILE_NAME
+    if not path.is_file():
+        return {}
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="pt") as handle:
+        texts = json.loads(handle.metadata()["texts"])
+        return {tuple(group): handle.get_tensor(str(i)) for i, group in enumerate(texts)}
