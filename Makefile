@@ -25,6 +25,7 @@ test: $(STAMP) ## lint, type-check, validate the template and run the test suite
 	$(PY) -m ruff check handler tests
 	$(PY) -m ruff format --check handler tests
 	$(PY) -m mypy handler
+	$(VENV)/bin/cfn-lint template.yaml
 	$(PY) -m pytest
 
 lint: $(STAMP) ## ruff lint + format check

@@ -74,7 +74,7 @@ def export_towers(model_dir: Path, text_length: int) -> Path:
     side = _image_side(model_dir)
     out = model_dir / EXPORT_DIR
     out.mkdir(exist_ok=True)
-    with torch.no_grad(), warnings.catch_warnings():
+    with torch.no_grad(), warnings.catch_warnings(), _quiet_jit():
         # data-dependent branches in the model code are constant for CLIP: silence the tracer about them
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
         pixels = torch.randn(2, 3, side, side)
@@ -128,7 +128,7 @@ def _quiet_jit() -> Iterator[None]:
     """torch 2.13 deprecates TorchScript for torch.export; the format still loads with torch alone."""
     with warnings.catch_warnings():
         warnings.filterwarnings(
-            "ignore", message=r"`torch\.jit\.(save|load)` is deprecated", category=DeprecationWarning
+            "ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning
         )
         yield
 

@@ -1,0 +1,215 @@
+"""The S3 moderation flow: judge object versions in one batched forward pass, then tag or quarantine each.
+
+Per object: HeadObject (gone? already judged by this policy? too large?) -> a ranged GET of the first
+bytes (is it an image at all?) -> the body -> decode. Every decodable image of the batch then goes
+through the model at once; afterwards each object is tagged, and quarantined if the verdict says so.
+A permanent problem with one object is a `moderation-verdict=error` tag; an infrastructure fault is
+recorded on that object's result (`error`) for the caller to raise or report.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from PIL import Image
+
+from handler import s3_object
+from handler.aws_faults import describe
+from handler.events import ObjectRef
+from handler.exceptions import InputError
+from handler.images import sniff_image_format
+from handler.logs import log_decision
+from handler.moderator import Moderator, get_moderator
+from handler.policy import Action, Policy
+from handler.quarantine import move_to_quarantine
+from handler.s3_client import get_s3_client
+from handler.s3_tags import ERROR, decision_tags, error_tags, judged_verdict, merge_tags
+from handler.scoring import Decision
+
+logger = logging.getLogger(__name__)
+
+
+class Outcome(StrEnum):
+    judged = "judged"  # tagged with its verdict (allow, review; or quarantine with no QUARANTINE_BUCKET)
+    quarantined = "quarantined"  # tagged, copied to quarantine, verified, source version deleted
+    error = "error"  # tagged moderation-verdict=error with a moderation-reason
+    already_judged = "already_judged"  # its tags show a verdict by the current policy: nothing to do
+    in_quarantine = "in_quarantine"  # gone from the source and present in quarantine: done earlier
+    gone = "gone"  # deleted before its event arrived: nothing to do
+    ignored = "ignored"  # lives in the quarantine location itself
+    failed = "failed"  # an exception (see `error`): the caller retries
+
+
+@dataclass(frozen=True)
+class ObjectResult:
+    ref: ObjectRef
+    outcome: Outcome
+    verdict: str | None = None
+    detail: str | None = None
+    error: Exception | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass
+class _Pending:
+    """An object waiting for the model (`image`) or, if already tagged quarantine, for the move only."""
+
+    ref: ObjectRef
+    head: dict[str, Any]
+    tags: dict[str, str]
+    started: float
+    image: Image.Image | None = None
+    decision: Decision | None = None
+
+
+def moderate_objects(
+    refs: Sequence[ObjectRef], *, client: Any = None, moderator: Moderator | None = None
+) -> list[ObjectResult]:
+    """Judge and act on every object version in `refs`; one result per ref, in order (duplicates once)."""
+    s3 = client if client is not None else get_s3_client()
+    mod = moderator if moderator is not None else get_moderator()
+    policy = mod.policies.default
+    results: dict[tuple[str, str, str | None], ObjectResult] = {}
+    pending: dict[tuple[str, str, str | None], _Pending] = {}
+    for ref in refs:
+        if ref.identity in results or ref.identity in pending:
+            continue  # the same version twice in one batch (a duplicate delivery): act once
+        started = time.perf_counter()
+        try:
+            step = _inspect(s3, mod, policy, ref, started)
+        except Exception as exc:
+            step = ObjectResult(ref, Outcome.failed, detail=describe(exc), error=exc)
+        if isinstance(step, _Pending):
+            pending[ref.identity] = step
+        else:
+            results[ref.identity] = _logged(step, started)
+
+    try:
+        _judge_all(mod, policy, [p for p in pending.values() if p.image is not None])
+    except Exception as exc:  # the model failed: every waiting object fails with it
+        for identity, item in list(pending.items()):
+            if item.image is not None:
+                del pending[identity]
+                results[identity] = _logged(
+                    ObjectResult(item.ref, Outcome.failed, detail=describe(exc), error=exc), item.started
+                )
+
+    for identity, item in pending.items():
+        try:
+            result = _act(s3, mod, item)
+        except Exception as exc:
+            result = ObjectResult(item.ref, Outcome.failed, detail=describe(exc), error=exc)
+        results[identity] = _logged(result, item.started, item.decision)
+    return [results[ref.identity] for ref in refs]
+
+
+def _inspect(
+    s3: Any, mod: Moderator, policy: Policy, ref: ObjectRef, started: float
+) -> ObjectResult | _Pending:
+    settings = mod.settings
+    if s3_object.in_quarantine_location(settings, ref):
+        return ObjectResult(ref, Outcome.ignored, detail="object is in the quarantine location")
+    head = s3_object.head(s3, ref)
+    if head is None:
+        if s3_object.quarantined_copy_exists(s3, settings, ref.key):
+            return ObjectResult(ref, Outcome.in_quarantine, detail="already quarantined")
+        return ObjectResult(ref, Outcome.gone, detail="object no longer exists")
+    ref = ref.pinned(head.get("VersionId"))  # everything below acts on the version we just saw
+    tags = s3_object.read_tags(s3, ref)
+    earlier = judged_verdict(tags, policy.policy_id)
+    if earlier == Action.quarantine.value:  # a move that did not finish: resume it, no second judgement
+        return _Pending(ref, head, tags, started)
+    if earlier is not None:
+        return ObjectResult(ref, Outcome.already_judged, verdict=earlier, detail="judged by this policy")
+
+    size = int(head.get("ContentLength", 0))
+    limit = settings.object_size_limit
+    if size > limit:
+        return _tag_error(s3, ref, tags, policy, f"object is {size} bytes, over the limit of {limit} bytes")
+    if size == 0:
+        return _tag_error(s3, ref, tags, policy, "object is empty")
+    image_format = sniff_image_format(s3_object.first_bytes(s3, ref))
+    if image_format is None:
+        return _tag_error(s3, ref, tags, policy, "not an image: no known image format signature")
+    try:
+        image = mod.decode(s3_object.read_body(s3, ref))
+    except InputError as exc:
+        return _tag_error(s3, ref, tags, policy, f"undecodable {image_format}: {exc.detail}")
+    return _Pending(ref, head, tags, started, image=image)
+
+
+def _judge_all(mod: Moderator, policy: Policy, items: list[_Pending]) -> None:
+    """One forward pass per `MAX_BATCH_IMAGES` images (one in all for a usual event)."""
+    step = mod.settings.max_batch_images
+    for start in range(0, len(items), step):
+        chunk = items[start : start + step]
+        embeddings = mod.embed([item.image for item in chunk if item.image is not None])
+        for item, decision in zip(chunk, mod.judge_embeddings(embeddings, policy), strict=True):
+            item.decision = decision
+            item.image = None  # free the pixels as soon as they are judged
+
+
+def _act(s3: Any, mod: Moderator, item: _Pending) -> ObjectResult:
+    tags = item.tags
+    verdict = Action.quarantine.value
+    if item.decision is not None:
+        verdict = item.decision.verdict.value
+        merged = merge_tags(item.tags, decision_tags(item.decision))
+        if not merged.has_verdict:
+            logger.warning(
+                "%s: no room for moderation tags (10 user tags); verdict %s not tagged", item.ref, verdict
+            )
+        if merged.tags != item.tags:
+            s3_object.write_tags(s3, item.ref, merged.tags)  # before any move, so a retry knows
+        tags = merged.tags
+    if verdict != Action.quarantine.value:
+        return ObjectResult(item.ref, Outcome.judged, verdict=verdict)
+
+    settings = mod.settings
+    if not settings.quarantine_bucket:
+        logger.warning("%s: verdict quarantine but QUARANTINE_BUCKET is not set; tagged only", item.ref)
+        return ObjectResult(item.ref, Outcome.judged, verdict=verdict, detail="QUARANTINE_BUCKET not set")
+    destination = move_to_quarantine(
+        s3,
+        item.ref,
+        item.head,
+        tags,
+        settings.quarantine_bucket,
+        s3_object.quarantine_key(settings, item.ref.key),
+    )
+    return ObjectResult(item.ref, Outcome.quarantined, verdict=verdict, detail=f"moved to {destination}")
+
+
+def _tag_error(s3: Any, ref: ObjectRef, tags: dict[str, str], policy: Policy, reason: str) -> ObjectResult:
+    merged = merge_tags(tags, error_tags(reason, policy.policy_id))
+    if not merged.has_verdict:
+        logger.warning("%s: no room for moderation tags (10 user tags); error not tagged: %s", ref, reason)
+    if merged.tags != tags:
+        s3_object.write_tags(s3, ref, merged.tags)
+    return ObjectResult(ref, Outcome.error, verdict=ERROR, detail=reason)
+
+
+def _logged(result: ObjectResult, started: float, decision: Decision | None = None) -> ObjectResult:
+    log_decision(
+        logger,
+        event="s3_moderation",
+        bucket=result.ref.bucket,
+        key=result.ref.key,
+        version=result.ref.version_id,
+        outcome=result.outcome.value,
+        verdict=result.verdict,
+        top=decision.top if decision else None,
+        score=decision.top_score if decision else None,
+        policy=decision.policy.policy_id if decision else None,
+        detail=result.detail,
+        ms=(time.perf_counter() - started) * 1000,
+    )
+    return result
