@@ -17,6 +17,7 @@ from handler.api.sources import ImageSource
 from handler.exceptions import InputError
 from handler.logs import log_decision
 from handler.moderator import Moderator
+from handler.scoring import Decision
 
 M = TypeVar("M", bound=BaseModel)
 router = APIRouter(tags=["moderate"])
@@ -99,15 +100,20 @@ def _judge(mod: Moderator, source: ImageSource, policy_name: str | None) -> Mode
     policy = mod.policy(policy_name)
     decision = mod.moderate([mod.decode(source.read(mod.settings))], policy)[0]
     elapsed_ms = (time.perf_counter() - started) * 1000
+    log_verdict(source.label, decision, elapsed_ms)
+    return ModerateResponse.from_decision(decision, mod.model_id, elapsed_ms)
+
+
+def log_verdict(source: str, decision: Decision, ms: float) -> None:
+    """The one JSON log line per judged image."""
     log_decision(
         logger,
         event="moderate",
-        source=source.label,
+        source=source,
         verdict=decision.verdict.value,
         top=decision.top,
         score=decision.top_score,
         flagged=decision.flagged,
-        policy=policy.policy_id,
-        ms=elapsed_ms,
+        policy=decision.policy.policy_id,
+        ms=ms,
     )
-    return ModerateResponse.from_decision(decision, mod.model_id, elapsed_ms)

@@ -11,7 +11,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from handler.api.deps import moderator
-from handler.api.moderate import content_type_of, form_text, openapi_body, parse_json
+from handler.api.moderate import content_type_of, form_text, log_verdict, openapi_body, parse_json
 from handler.api.schemas import (
     BatchItemError,
     BatchItemResult,
@@ -21,7 +21,6 @@ from handler.api.schemas import (
 )
 from handler.api.sources import ImageSource
 from handler.exceptions import InputError, PayloadTooLarge
-from handler.logs import log_decision
 from handler.moderator import Moderator
 
 router = APIRouter(tags=["moderate"])
@@ -91,16 +90,7 @@ def _judge_all(mod: Moderator, sources: list[ImageSource], policy_name: str | No
     elapsed_ms = (time.perf_counter() - started) * 1000
     for item, decision in zip(judged, decisions, strict=True):
         item.result = ModerateResponse.from_decision(decision, mod.model_id, elapsed_ms / len(decisions))
-        log_decision(
-            logger,
-            event="moderate",
-            source=item.source,
-            verdict=decision.verdict.value,
-            top=decision.top,
-            score=decision.top_score,
-            policy=policy.policy_id,
-            ms=elapsed_ms / len(decisions),
-        )
+        log_verdict(item.source, decision, elapsed_ms / len(decisions))
     return BatchResponse(
         policy=policy.name, model=mod.model_id, elapsed_ms=round(elapsed_ms, 2), results=results
     )
