@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from handler.exceptions import ConfigurationError
 
@@ -27,6 +35,8 @@ class Action(StrEnum):
 
 
 _SEVERITY = {Action.allow: 0, Action.review: 1, Action.quarantine: 2}
+#: Score names that would collide with the S3 moderation tags (`moderation-<name>`).
+RESERVED_SCORE_NAMES = frozenset({"verdict", "policy", "top", "score", "reason"})
 
 
 class Category(BaseModel):
@@ -35,10 +45,19 @@ class Category(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
-    prompts: tuple[str, ...] = Field(min_length=1, description="Texts whose mean embedding is the class.")
+    prompts: tuple[str, ...] = Field(
+        default=(), min_length=1, description="Texts whose mean embedding is the class (or give `head`)."
+    )
     threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="Flag at or above this probability.")
     action: Action = Field(default=Action.review, description="What a flag means: allow, review, quarantine.")
     safe: bool = Field(default=False, description="The benign class: never flagged.")
+    head: str | None = Field(
+        default=None,
+        exclude_if=lambda v: v is None,
+        description="A classifier head file (relative to the policy file) scoring this category instead of "
+        "prompts: its probability of `head_label`.",
+    )
+    head_label: str | None = Field(default=None, exclude_if=lambda v: v is None)
 
     @field_validator("prompts")
     @classmethod
@@ -47,6 +66,41 @@ class Category(BaseModel):
         if any(not p for p in cleaned):
             raise ValueError("prompts must not be empty strings")
         return cleaned
+
+    @field_validator("head")
+    @classmethod
+    def _head_beside_policy(cls, head: str | None, info: ValidationInfo) -> str | None:
+        return resolve_head_path(head, info)
+
+    @model_validator(mode="after")
+    def _prompts_or_head(self) -> Category:
+        if bool(self.prompts) == (self.head is not None):
+            raise ValueError(f"category {self.name!r}: give exactly one of `prompts` or `head`")
+        if (self.head is None) != (self.head_label is None):
+            raise ValueError(f"category {self.name!r}: `head` and `head_label` go together")
+        return self
+
+
+def resolve_head_path(head: str | None, info: ValidationInfo) -> str | None:
+    """Head paths in a policy file are relative to that file (absolute once loaded)."""
+    base = (info.context or {}).get("base_dir")
+    if head is None or base is None:
+        return head
+    return str((Path(base) / head).absolute())
+
+
+class ScoreHead(BaseModel):
+    """A score returned beside the verdict (e.g. aesthetics 0-10), from a regressor head."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str = Field(min_length=1, max_length=48, pattern=r"^[a-z0-9_.-]+$")
+    head: str = Field(min_length=1, description="A regressor head file, relative to the policy file.")
+
+    @field_validator("head")
+    @classmethod
+    def _head_beside_policy(cls, head: str, info: ValidationInfo) -> str:
+        return resolve_head_path(head, info) or head
 
 
 class Policy(BaseModel):
@@ -57,6 +111,9 @@ class Policy(BaseModel):
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
     categories: tuple[Category, ...] = Field(min_length=2)
+    scores: tuple[ScoreHead, ...] = Field(
+        default=(), exclude_if=lambda v: not v, description="Score heads returned beside the verdict."
+    )
 
     @model_validator(mode="after")
     def _check_categories(self) -> Policy:
@@ -64,6 +121,13 @@ class Policy(BaseModel):
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ValueError(f"category names must be unique; repeated: {', '.join(duplicates)}")
+        if sum(1 for c in self.categories if c.prompts) == 1:
+            raise ValueError("prompt categories are softmaxed together: give none or at least two")
+        score_names = [s.name for s in self.scores]
+        if len(set(score_names)) != len(score_names) or set(score_names) & RESERVED_SCORE_NAMES:
+            raise ValueError(
+                f"score names must be unique and not one of {', '.join(sorted(RESERVED_SCORE_NAMES))}"
+            )
         return self
 
     @property
@@ -77,9 +141,9 @@ class Policy(BaseModel):
         return f"{self.name}@{self.fingerprint}"
 
 
-def parse_policy(data: Any, source: str) -> Policy:
+def parse_policy(data: Any, source: str, base_dir: Path | None = None) -> Policy:
     try:
-        return Policy.model_validate(data)
+        return Policy.model_validate(data, context={"base_dir": base_dir})
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or '(top level)'}: {err['msg']}" for err in exc.errors()
@@ -97,7 +161,7 @@ def load_policy_file(path: Path) -> Policy:
         data = json.loads(text) if path.suffix.lower() == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         raise ConfigurationError(f"MODERATION_POLICY file {path} is not valid JSON/YAML: {exc}") from exc
-    return parse_policy(data, str(path))
+    return parse_policy(data, str(path), base_dir=path.parent)
 
 
 def default_policy() -> Policy:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Annotated, Any
 
@@ -24,7 +23,6 @@ from handler.exceptions import InputError, PayloadTooLarge
 from handler.moderator import Moderator
 
 router = APIRouter(tags=["moderate"])
-logger = logging.getLogger(__name__)
 
 _MULTIPART_SCHEMA: dict[str, Any] = {
     "type": "object",
