@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import statistics
 import subprocess
@@ -201,6 +202,7 @@ def run(work: Path, model_dir: Path | None, requests: int, batch: int, cold_runs
         }
     results["single_ms"] = {k: statistics.median(v) for k, v in single.items()}
     results["batch_images_per_s"] = {k: statistics.median(v) for k, v in batches.items()}
+    results["sqs_images_per_s"] = {p: sqs_path_throughput(baked, p, images[:batch]) for p in ("fp32", "bf16")}
     results["parity_bf16"] = _parity(baked)
     results["cost_per_million_usd"] = {
         "thesis": cost_per_million(results["single_ms"]["thesis"], 1),
@@ -209,6 +211,61 @@ def run(work: Path, model_dir: Path | None, requests: int, batch: int, cold_runs
         "batch_bf16": cost_per_million(1000 / results["batch_images_per_s"]["bf16"], batch),
     }
     return results
+
+
+def sqs_path_throughput(model_dir: Path, precision: str, images: list[bytes], per_batch: int = 10) -> float:
+    """Images/s through the Lambda's SQS(S3) path: HeadObject, GetObject, one forward pass, tags (moto)."""
+    import socket
+    import uuid
+
+    import boto3
+    from moto.server import ThreadedMotoServer
+
+    from handler.events import EventKind
+    from handler.moderator import build_moderator
+    from handler.s3_entry import handle_s3_event
+    from handler.settings import Settings
+
+    mod = build_moderator(Settings(model_dir=model_dir, inference_precision=precision))
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        s3 = boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            region_name="us-east-1",
+            aws_access_key_id="bench",
+            aws_secret_access_key="bench",
+        )
+        bucket = f"bench-{uuid.uuid4().hex[:8]}"
+        s3.create_bucket(Bucket=bucket)
+        keys = [f"upload/{i}.jpg" for i in range(len(images))]
+        for key, data in zip(keys, images, strict=True):
+            s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType="image/jpeg")
+        events = [_sqs_event(bucket, keys[i : i + per_batch]) for i in range(0, len(keys), per_batch)]
+        handle_s3_event(_sqs_event(bucket, keys[:1]), EventKind.sqs, client=s3, moderator=mod)  # warm-up
+        started = time.perf_counter()
+        for event in events:
+            handle_s3_event(event, EventKind.sqs, client=s3, moderator=mod)
+        return len(keys) / (time.perf_counter() - started)
+    finally:
+        server.stop()
+
+
+def _sqs_event(bucket: str, keys: list[str]) -> dict[str, Any]:
+    def record(key: str) -> dict[str, Any]:
+        s3_record = {
+            "eventSource": "aws:s3",
+            "eventName": "ObjectCreated:Put",
+            "s3": {"bucket": {"name": bucket}, "object": {"key": key}},
+        }
+        return {"messageId": key, "eventSource": "aws:sqs", "body": json.dumps({"Records": [s3_record]})}
+
+    return {"Records": [record(k) for k in keys]}
 
 
 def _parity(model_dir: Path) -> dict[str, Any]:
@@ -237,6 +294,8 @@ def format_table(r: dict[str, Any]) -> str:
         f"{single['fp32']:.1f} | {single['bf16']:.1f} | {single['thesis'] / min(single['fp32'], single['bf16']):.1f}x |",
         f"| batch of {r['batch']} over HTTP, images/s | {1000 / single['thesis']:.1f} | {batch['fp32']:.1f} | "
         f"{batch['bf16']:.1f} | {max(batch.values()) / (1000 / single['thesis']):.1f}x |",
+        f"| S3/SQS path (moto), 10 objects per SQS batch, images/s | | {r['sqs_images_per_s']['fp32']:.1f} | "
+        f"{r['sqs_images_per_s']['bf16']:.1f} | |",
         f"| cold start to first answer, s | {cold['bare']:.2f} (bare script) | {cold['fp32']:.2f} | | "
         f"{cold['bare'] / cold['fp32']:.2f}x |",
         f"| peak RSS while serving, MiB | | {r['peak_rss_mib']['fp32']:.0f} | {r['peak_rss_mib']['bf16']:.0f} | |",
