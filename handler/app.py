@@ -11,8 +11,11 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
 from handler import __version__
-from handler.api import classify, health, moderate, moderate_batch
+from handler.api import classify, health, moderate, moderate_batch, moderate_video
+from handler.api import feedback as feedback_routes
+from handler.api import score as score_routes
 from handler.api.schemas import BatchJSONRequest, ModerateJSONRequest
+from handler.api.video_schemas import VideoJSONRequest
 from handler.exceptions import InputError
 from handler.moderator import get_moderator
 
@@ -39,7 +42,10 @@ def create_app() -> FastAPI:
     app.include_router(classify.router)
     app.include_router(moderate.router)
     app.include_router(moderate_batch.router)
+    app.include_router(moderate_video.router)
     app.include_router(health.router)
+    app.include_router(score_routes.router)
+    app.include_router(feedback_routes.router)
     _document_json_bodies(app)
     return app
 
@@ -52,7 +58,7 @@ def _document_json_bodies(app: FastAPI) -> None:
         if app.openapi_schema is None:
             schema = default_openapi()
             components = schema.setdefault("components", {}).setdefault("schemas", {})
-            for model in (ModerateJSONRequest, BatchJSONRequest):
+            for model in (ModerateJSONRequest, BatchJSONRequest, VideoJSONRequest):
                 json_schema = model.model_json_schema(ref_template="#/components/schemas/{model}")
                 components.update(json_schema.pop("$defs", {}))
                 components[model.__name__] = json_schema

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 
 from handler.exceptions import ConfigurationError
+from handler.fingerprint import write_fingerprint
 from handler.model import CHECKPOINT_FILES, TEXT_LENGTH
 from handler.settings import Settings
 from handler.text_embeddings import save_text_embeddings
@@ -97,11 +98,13 @@ def bake(out: Path, model_id: str, from_dir: Path | None = None) -> dict[str, ob
     export_towers(out, TEXT_LENGTH)
     parity = check_export_parity(out)
     groups = precompute_text_embeddings(out)
+    fingerprint = write_fingerprint(out)  # trained heads check it; no hashing of weights at a cold start
     summary: dict[str, object] = {
         "model_id": model_id,
         "out": str(out),
         "files": sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()),
         "parity": parity,
         "text_embedding_groups": groups,
+        "backbone_fingerprint": fingerprint,
     }
     return summary

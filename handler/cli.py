@@ -8,6 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from handler.cli_eval import add_commands as add_eval_commands
+from handler.cli_video import add_commands as add_video_commands
 from handler.exceptions import ConfigurationError, InputError
 from handler.logs import configure_cli_logging
 from handler.settings import get_settings
@@ -132,6 +134,9 @@ def build_parser() -> argparse.ArgumentParser:
     parity.add_argument("--precision", choices=("bf16",), default="bf16", help="the fast path to check")
     parity.add_argument("--classes", default="nsfw, sfw", help="labels for the top-1 agreement")
     parity.set_defaults(func=_compare_precision)
+
+    add_eval_commands(sub)  # evaluate, train-head
+    add_video_commands(sub)  # video
     return parser
 
 

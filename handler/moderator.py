@@ -10,8 +10,10 @@ import torch
 from PIL import Image
 
 from handler.exceptions import InputError
+from handler.fingerprint import backbone_fingerprint
 from handler.model import ClipEncoder, load_encoder
 from handler.policy import Policy, PolicySet
+from handler.policy_heads import PolicyHeads
 from handler.scoring import Classification, Decision, classify_row, judge, probabilities
 from handler.settings import Settings, get_settings
 from handler.text_cache import TextEmbeddingCache
@@ -27,6 +29,8 @@ class Moderator:
         self.encoder = encoder
         self.policies = policies
         self.settings = settings
+        self.heads = PolicyHeads(encoder.model_id, lambda: self.backbone_fingerprint)
+        self.heads.load_all(policies)  # a missing head or one from another backbone fails start-up
         self.text_cache = TextEmbeddingCache(encoder.encode_texts, settings.text_cache_size)
         for texts, embeddings in load_text_embeddings(encoder.model_dir).items():  # baked at build time
             self.text_cache.put(texts, embeddings)
@@ -36,6 +40,11 @@ class Moderator:
     @property
     def model_id(self) -> str:
         return self.encoder.model_id
+
+    @property
+    def backbone_fingerprint(self) -> str:
+        """Hash of the image tower's weights; trained heads are bound to it (computed on first use)."""
+        return backbone_fingerprint(self.encoder.model_dir)
 
     def policy(self, name: str | None) -> Policy:
         policy = self.policies.get(name)
@@ -67,8 +76,13 @@ class Moderator:
         return self.judge_embeddings(self.embed(images), policy)
 
     def judge_embeddings(self, embeddings: torch.Tensor, policy: Policy) -> list[Decision]:
-        probs = probabilities(embeddings, self.text_cache.policy(policy), self.encoder.logit_scale)
-        return [judge(policy, row) for row in probs]
+        probs = self.heads.probabilities(embeddings, policy, self.text_cache, self.encoder.logit_scale)
+        head_scores = self.heads.scores(embeddings, policy)
+        return [judge(policy, row, extra) for row, extra in zip(probs, head_scores, strict=True)]
+
+    def score_embeddings(self, embeddings: torch.Tensor, policy: Policy) -> list[dict[str, float]]:
+        """The policy's score heads only (e.g. aesthetics), from the same embeddings."""
+        return self.heads.scores(embeddings, policy)
 
     def health_check(self) -> None:
         """One real forward pass through the image tower; raises if the model cannot answer."""

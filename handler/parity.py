@@ -63,9 +63,13 @@ def compare(
     max_diff = float((ref_p - fast_p).abs().max())
     verdicts = None
     if policy is not None:
-        classes = cache.policy(policy)
-        ref_v = [judge(policy, r).verdict for r in probabilities(ref_emb, classes, reference.logit_scale)]
-        fast_v = [judge(policy, r).verdict for r in probabilities(fast_emb, classes, reference.logit_scale)]
+        from handler.fingerprint import backbone_fingerprint
+        from handler.policy_heads import PolicyHeads
+
+        heads = PolicyHeads(reference.model_id, lambda: backbone_fingerprint(reference.model_dir))
+        scale = reference.logit_scale  # head categories are scored by their heads, prompts by CLIP
+        ref_v = [judge(policy, r).verdict for r in heads.probabilities(ref_emb, policy, cache, scale)]
+        fast_v = [judge(policy, r).verdict for r in heads.probabilities(fast_emb, policy, cache, scale)]
         verdicts = sum(a == b for a, b in zip(ref_v, fast_v, strict=True)) / len(ref_v)
     return ParityReport(
         images=len(images),

@@ -46,7 +46,10 @@ class Category(BaseModel):
 
     name: str = Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
     prompts: tuple[str, ...] = Field(
-        default=(), min_length=1, description="Texts whose mean embedding is the class (or give `head`)."
+        default=(),
+        min_length=1,
+        exclude_if=lambda v: not v,
+        description="Texts whose mean embedding is the class (or give `head`).",
     )
     threshold: float = Field(default=0.5, ge=0.0, le=1.0, description="Flag at or above this probability.")
     action: Action = Field(default=Action.review, description="What a flag means: allow, review, quarantine.")

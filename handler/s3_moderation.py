@@ -3,6 +3,8 @@
 Per object: HeadObject (gone? already judged by this policy? too large?) -> a ranged GET of the first
 bytes (is it an image at all?) -> the body -> decode. Every decodable image of the batch then goes
 through the model at once; afterwards each object is tagged, and quarantined if the verdict says so.
+A video (or an animated GIF/WebP) is judged frame by frame as it is inspected (`handler.s3_video`), and
+then tagged and moved by the same code.
 A permanent problem with one object is a `moderation-verdict=error` tag; an infrastructure fault is
 recorded on that object's result (`error`) for the caller to raise or report.
 """
@@ -12,13 +14,13 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from PIL import Image
 
-from handler import s3_object
+from handler import s3_object, s3_video
 from handler.aws_faults import describe
 from handler.events import ObjectRef
 from handler.exceptions import InputError
@@ -30,6 +32,8 @@ from handler.quarantine import move_to_quarantine
 from handler.s3_client import get_s3_client
 from handler.s3_tags import ERROR, decision_tags, error_tags, judged_verdict, merge_tags
 from handler.scoring import Decision
+from handler.video_formats import VIDEO_SNIFF_BYTES, sniff_video_format
+from handler.video_verdict import VideoVerdict
 
 logger = logging.getLogger(__name__)
 
@@ -68,6 +72,7 @@ class _Pending:
     started: float
     image: Image.Image | None = None
     decision: Decision | None = None
+    extra_tags: dict[str, str] = field(default_factory=dict)  # after the decision's (videos: first flagged)
 
 
 def moderate_objects(
@@ -79,12 +84,13 @@ def moderate_objects(
     policy = mod.policies.default
     results: dict[tuple[str, str, str | None], ObjectResult] = {}
     pending: dict[tuple[str, str, str | None], _Pending] = {}
+    clock = s3_video.InvocationClock(mod.settings)
     for ref in refs:
         if ref.identity in results or ref.identity in pending:
             continue  # the same version twice in one batch (a duplicate delivery): act once
         started = time.perf_counter()
         try:
-            step = _inspect(s3, mod, policy, ref, started)
+            step = _inspect(s3, mod, policy, ref, started, clock)
         except Exception as exc:
             step = ObjectResult(ref, Outcome.failed, detail=describe(exc), error=exc)
         if isinstance(step, _Pending):
@@ -112,7 +118,7 @@ def moderate_objects(
 
 
 def _inspect(
-    s3: Any, mod: Moderator, policy: Policy, ref: ObjectRef, started: float
+    s3: Any, mod: Moderator, policy: Policy, ref: ObjectRef, started: float, clock: s3_video.InvocationClock
 ) -> ObjectResult | _Pending:
     settings = mod.settings
     if s3_object.in_quarantine_location(settings, ref):
@@ -132,18 +138,40 @@ def _inspect(
 
     size = int(head.get("ContentLength", 0))
     limit = settings.object_size_limit
-    if size > limit:
+    if size > max(limit, s3_video.video_size_limit(settings)):  # too large for an image and for a video
         return _tag_error(s3, ref, tags, policy, f"object is {size} bytes, over the limit of {limit} bytes")
     if size == 0:
         return _tag_error(s3, ref, tags, policy, "object is empty")
-    image_format = sniff_image_format(s3_object.first_bytes(s3, ref))
+    first = s3_object.first_bytes(s3, ref, VIDEO_SNIFF_BYTES)
+    video_format = sniff_video_format(first)
+    if video_format is not None:
+        try:
+            verdict = s3_video.judge_video_object(s3, mod, policy, ref, size, video_format, clock)
+        except InputError as exc:
+            return _tag_error(s3, ref, tags, policy, f"{video_format} video: {exc.detail}")
+        return _judged_video(ref, head, tags, started, verdict)
+    if size > limit:
+        return _tag_error(s3, ref, tags, policy, f"object is {size} bytes, over the limit of {limit} bytes")
+    image_format = sniff_image_format(first)
     if image_format is None:
-        return _tag_error(s3, ref, tags, policy, "not an image: no known image format signature")
+        return _tag_error(s3, ref, tags, policy, "not an image or a video: no known image or video signature")
     try:
-        image = mod.decode(s3_object.read_body(s3, ref))
+        data = s3_object.read_body(s3, ref)
+        if s3_video.is_animated(image_format, data):  # every frame is judged, as for a video
+            return _judged_video(
+                ref, head, tags, started, s3_video.judge_animated(data, image_format, mod, policy, clock)
+            )
+        image = mod.decode(data)
     except InputError as exc:
         return _tag_error(s3, ref, tags, policy, f"undecodable {image_format}: {exc.detail}")
     return _Pending(ref, head, tags, started, image=image)
+
+
+def _judged_video(
+    ref: ObjectRef, head: dict[str, Any], tags: dict[str, str], started: float, verdict: VideoVerdict
+) -> _Pending:
+    decision = verdict.as_decision()
+    return _Pending(ref, head, tags, started, decision=decision, extra_tags=s3_video.video_tags(verdict))
 
 
 def _judge_all(mod: Moderator, policy: Policy, items: list[_Pending]) -> None:
@@ -162,7 +190,7 @@ def _act(s3: Any, mod: Moderator, item: _Pending) -> ObjectResult:
     verdict = Action.quarantine.value
     if item.decision is not None:
         verdict = item.decision.verdict.value
-        merged = merge_tags(item.tags, decision_tags(item.decision))
+        merged = merge_tags(item.tags, decision_tags(item.decision) | item.extra_tags)
         if not merged.has_verdict:
             logger.warning(
                 "%s: no room for moderation tags (10 user tags); verdict %s not tagged", item.ref, verdict

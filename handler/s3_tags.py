@@ -18,7 +18,8 @@ POLICY = "moderation-policy"
 TOP = "moderation-top"
 SCORE = "moderation-score"
 REASON = "moderation-reason"
-OURS = frozenset({VERDICT, POLICY, TOP, SCORE, REASON})
+FIRST_FLAGGED = "moderation-first-flagged-s"  # videos: where the first flagged segment starts
+OURS = frozenset({VERDICT, POLICY, TOP, SCORE, REASON, FIRST_FLAGGED})
 ERROR = "error"
 MAX_TAGS = 10
 MAX_VALUE_LENGTH = 256
@@ -35,13 +36,15 @@ def tag_value(text: str) -> str:
 
 
 def decision_tags(decision: Decision) -> dict[str, str]:
-    """The tags for a verdict, most important first."""
-    return {
+    """The tags for a verdict, most important first; the policy's score heads (`moderation-<name>`) last."""
+    tags = {
         VERDICT: decision.verdict.value,
         POLICY: tag_value(decision.policy.policy_id),
         TOP: tag_value(decision.top),
         SCORE: f"{decision.top_score:.4f}",
     }
+    tags.update({f"moderation-{name}": f"{value:.4f}" for name, value in decision.head_scores.items()})
+    return tags
 
 
 def error_tags(reason: str, policy_id: str) -> dict[str, str]:
@@ -60,8 +63,9 @@ class MergedTags:
 
 
 def merge_tags(existing: Mapping[str, str], moderation: Mapping[str, str]) -> MergedTags:
-    """Every user tag, then as many of `moderation` (in its order) as fit in S3's 10."""
-    merged = {k: v for k, v in existing.items() if k not in OURS}
+    """Every user tag (but for keys `moderation` sets anew), then as many of `moderation` (in its order)
+    as fit in S3's 10."""
+    merged = {k: v for k, v in existing.items() if k not in OURS and k not in moderation}
     dropped = []
     for key, value in moderation.items():
         if len(merged) < MAX_TAGS:

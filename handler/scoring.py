@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -41,9 +41,10 @@ class Decision:
     top: str
     top_score: float
     policy: Policy
+    head_scores: dict[str, float] = field(default_factory=dict)  # the policy's score heads (e.g. aesthetics)
 
 
-def judge(policy: Policy, row: torch.Tensor) -> Decision:
+def judge(policy: Policy, row: torch.Tensor, head_scores: dict[str, float] | None = None) -> Decision:
     """Most severe action among categories at or above their threshold; nothing flagged -> allow."""
     scores = {c.name: float(p) for c, p in zip(policy.categories, row.tolist(), strict=True)}
     flagged = [c for c in policy.categories if not c.safe and scores[c.name] >= c.threshold]
@@ -56,4 +57,5 @@ def judge(policy: Policy, row: torch.Tensor) -> Decision:
         top=top,
         top_score=scores[top],
         policy=policy,
+        head_scores=head_scores or {},
     )

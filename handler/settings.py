@@ -7,7 +7,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -67,8 +67,43 @@ class Settings(BaseSettings):
     quarantine_bucket: str | None = None
     quarantine_prefix: str = ""
     max_object_bytes: int | None = Field(
-        default=None, description="Largest S3 object moderated; defaults to MAX_IMAGE_BYTES."
+        default=None,
+        description="Largest S3 object moderated; unset: MAX_IMAGE_BYTES (images), MAX_VIDEO_BYTES (videos).",
     )
+
+    # Video (POST /v1/moderate/video and video objects in S3)
+    max_video_bytes: int = Field(default=200 * MiB, gt=0, description="Largest accepted video, in bytes.")
+    video_sample_fps: float = Field(default=1.0, gt=0, description="Frames judged per second of video.")
+    video_max_frames: int = Field(
+        default=120, ge=1, description="Most frames judged per video; longer clips are sampled more sparsely."
+    )
+    video_max_duration_s: float = Field(default=600.0, gt=0, description="Longest accepted video, seconds.")
+    video_batch_size: int = Field(default=16, ge=1, description="Frames per forward pass.")
+    video_early_exit: bool = Field(default=True, description="Stop decoding once a quarantine is clear.")
+    video_early_exit_margin: float = Field(
+        default=0.1, ge=0.0, description="How far above its threshold a quarantine score must be to stop."
+    )
+    video_smoothing_k: int = Field(default=1, ge=1, description="Flag only k of n consecutive samples...")
+    video_smoothing_n: int = Field(default=1, ge=1, description="...(1 of 1 = no smoothing).")
+    video_time_limit_s: float | None = Field(
+        default=None, gt=0, description="Most seconds one video may take; unset: FUNCTION_TIMEOUT_S - 10."
+    )
+    function_timeout_s: float = Field(
+        default=30.0, gt=0, description="The Lambda function's timeout (the template sets it)."
+    )
+
+    @field_validator("video_smoothing_n")
+    @classmethod
+    def _smoothing_window(cls, n: int, info: ValidationInfo) -> int:
+        k = info.data.get("video_smoothing_k", 1)
+        if k > n:
+            raise ValueError(f"VIDEO_SMOOTHING_K ({k}) must not exceed VIDEO_SMOOTHING_N ({n})")
+        return n
+
+    # Feedback (POST /v1/feedback): JSON lines to S3 when FEEDBACK_BUCKET is set, else to FEEDBACK_DIR
+    feedback_bucket: str | None = Field(default=None, description="Bucket for feedback records.")
+    feedback_prefix: str = Field(default="feedback/", description="Key prefix of feedback records.")
+    feedback_dir: Path = Field(default=Path("feedback"), description="Local feedback directory.")
 
     # Serving
     port: int = Field(default=8000, ge=1, le=65535)
@@ -81,6 +116,11 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return [Path(p.strip()) for p in value.split(",") if p.strip()]
         return value
+
+    @field_validator("feedback_bucket", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        return None if value == "" else value
 
     @field_validator("fetch_allow_networks", mode="before")
     @classmethod

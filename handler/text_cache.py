@@ -44,11 +44,15 @@ class TextEmbeddingCache:
                 self._entries.popitem(last=False)
 
     def policy(self, policy: Policy) -> torch.Tensor:
-        """(C, D) class embeddings: per category, the normalised mean of its normalised prompt embeddings."""
-        prompts = [p for c in policy.categories for p in c.prompts]
+        """(C, D) class embeddings: per category, the normalised mean of its normalised prompt embeddings.
+        Only prompt categories have a row (head categories are scored by their head)."""
+        prompted = [c for c in policy.categories if c.prompts]
+        if not prompted:
+            return torch.empty(0, 0)
+        prompts = [p for c in prompted for p in c.prompts]
         all_embeddings = self.texts(prompts)
         rows, start = [], 0
-        for category in policy.categories:
+        for category in prompted:
             end = start + len(category.prompts)
             rows.append(all_embeddings[start:end].mean(dim=0))
             start = end

@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 
 from handler.moderator import Moderator
 
-RESPONSE_KEYS = {"verdict", "flagged", "scores", "top", "policy", "model", "elapsed_ms"}
+RESPONSE_KEYS = {"verdict", "flagged", "scores", "top", "policy", "model", "elapsed_ms", "head_scores"}
 
 
 def write_policy(tmp_path: Path, name: str, flag_threshold: float, action: str = "quarantine") -> Path:

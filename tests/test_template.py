@@ -726,3 +726,25 @@ def test_model_id_is_the_same_in_template_build_args_and_dockerfile() -> None:
     assert set(arg_defaults()["MODEL_ID"]) == {build_arg}
     assert (ROOT / function["Metadata"]["Dockerfile"]).exists()
     assert function["Metadata"]["DockerContext"] == "."
+
+
+# ---------------------------------------------------------------------------------------------- feedback
+def test_feedback_bucket_is_optional_and_write_only_under_its_prefix(
+    transformed: dict[str, dict[str, Json]], buffered: dict[str, Json]
+) -> None:
+    def feedback_statements(resources: dict[str, Json]) -> list[dict[str, Json]]:
+        return [s for _, s in role_statements(resources) if s.get("Sid") == "WriteFeedback"]
+
+    env = buffered["Resources"]["ModerationFunction"]["Properties"]["Environment"]["Variables"]
+    assert (env["FEEDBACK_BUCKET"], env["FEEDBACK_PREFIX"]) == ("", "feedback/"), "empty = not configured"
+    assert not feedback_statements(buffered["Resources"])
+
+    rendered = render(transformed["buffered"], {"FeedbackBucket": "my-feedback", "FeedbackPrefix": "fb/"})
+    env = rendered["Resources"]["ModerationFunction"]["Properties"]["Environment"]["Variables"]
+    assert (env["FEEDBACK_BUCKET"], env["FEEDBACK_PREFIX"]) == ("my-feedback", "fb/")
+    [statement] = feedback_statements(rendered["Resources"])
+    assert statement["Effect"] == "Allow"
+    assert as_list(statement["Action"]) == ["s3:PutObject"]
+    assert statement["Resource"] == {
+        "Fn::Sub": "arn:${AWS::Partition}:s3:::${FeedbackBucket}/${FeedbackPrefix}*"
+    }

@@ -80,6 +80,9 @@ class ModerateResponse(BaseModel):
     policy: str = Field(description="Name of the policy applied.")
     model: str = Field(description="The CLIP checkpoint that judged the image.")
     elapsed_ms: float = Field(description="Server-side time to decode and judge, in milliseconds.")
+    head_scores: dict[str, float] = Field(
+        default_factory=dict, description="The policy's score heads (e.g. aesthetics 0-10); empty if none."
+    )
 
     @classmethod
     def from_decision(cls, decision: Decision, model: str, elapsed_ms: float) -> ModerateResponse:
@@ -91,6 +94,7 @@ class ModerateResponse(BaseModel):
             policy=decision.policy.name,
             model=model,
             elapsed_ms=round(elapsed_ms, 2),
+            head_scores=decision.head_scores,
         )
 
 

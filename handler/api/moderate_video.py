@@ -1,0 +1,117 @@
+"""POST /v1/moderate/video: judge a video (or an animated GIF/WebP) by a policy, frame samples over time.
+
+Multipart (`video` file or `location` URL) or JSON (`url`, `video_base64`, `s3`). The bytes go to a
+temporary file within MAX_VIDEO_BYTES, are sniffed, and judged by `handler.video`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+
+from handler.api.deps import moderator
+from handler.api.moderate import content_type_of, form_text, openapi_body, parse_json
+from handler.api.video_schemas import VideoJSONRequest, VideoModerateResponse
+from handler.api.video_sources import VideoSource
+from handler.exceptions import InputError
+from handler.images import sniff_image_format
+from handler.logs import log_decision
+from handler.moderator import Moderator
+from handler.video import media_kind, moderate_video
+from handler.video_input import head_of, spooled, too_large
+
+router = APIRouter(tags=["moderate"])
+logger = logging.getLogger(__name__)
+
+_MULTIPART_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "video": {"type": "string", "format": "binary", "description": "The video (or animated GIF/WebP)."},
+        "location": {"type": "string", "description": "Public http(s) URL of the video, instead of a file."},
+        "policy": {"type": "string", "description": "Policy name; the default policy if omitted."},
+    },
+}
+_BODY_OVERHEAD = 1024 * 1024  # multipart headers and fields, or JSON around the base64
+
+
+async def _parse(request: Request, limit: int) -> tuple[VideoSource, str | None]:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit * 4 // 3 + _BODY_OVERHEAD:  # base64 is 4/3 the bytes
+        raise too_large(int(declared), limit)
+    if content_type_of(request) == "application/json":
+        body = await parse_json(request, VideoJSONRequest)
+        return VideoSource.from_json(body), body.policy
+    form = await request.form(max_files=1, max_fields=8)
+    video, location, policy = form.get("video"), form.get("location"), form.get("policy")
+    if isinstance(video, UploadFile) and not location:
+        return VideoSource.upload(video.file, video.filename), form_text(policy)
+    if video is None and isinstance(location, str) and location:
+        return VideoSource.url(location), form_text(policy)
+    raise InputError("send exactly one of: a `video` file, or a `location` URL")
+
+
+@router.post(
+    "/v1/moderate/video",
+    response_model=VideoModerateResponse,
+    summary="Judge a video (or animated GIF/WebP) by a moderation policy, frame samples over time",
+    openapi_extra=openapi_body(_MULTIPART_SCHEMA, "VideoJSONRequest"),
+)
+async def moderate_video_route(
+    request: Request, mod: Annotated[Moderator, Depends(moderator)]
+) -> VideoModerateResponse:
+    started = time.monotonic()  # the time limit counts from the request, upload included
+    source, policy_name = await _parse(request, mod.settings.max_video_bytes)
+    return await run_in_threadpool(_judge, mod, source, policy_name, started)
+
+
+def video_kind(head: bytes) -> str:
+    """The sniffed container (or gif/webp), or a 4xx saying what the bytes are instead."""
+    if not head:
+        raise InputError("the video is empty (0 bytes)")
+    kind = media_kind(head)
+    if kind is not None:
+        return kind
+    image = sniff_image_format(head)
+    if image is not None:
+        raise InputError(f"this is a still {image} image, not a video: send it to POST /v1/moderate", 415)
+    raise InputError(
+        "not a video: no MP4, MOV, WebM, Matroska, AVI or MPEG-TS signature (nor an animated GIF or WebP)",
+        status_code=415,
+    )
+
+
+def _judge(
+    mod: Moderator, source: VideoSource, policy_name: str | None, started: float
+) -> VideoModerateResponse:
+    timer = time.perf_counter()
+    policy = mod.policy(policy_name)
+    settings = mod.settings
+    with spooled(source.chunks(settings), settings.max_video_bytes) as path:
+        kind = video_kind(head_of(path))
+        verdict = moderate_video(
+            path, kind, mod, policy, settings, mod.encoder.preprocess.shortest_edge, started=started
+        )
+    elapsed_ms = (time.perf_counter() - timer) * 1000
+    top, score = verdict.top
+    log_decision(
+        logger,
+        event="moderate_video",
+        source=source.label,
+        format=kind,
+        verdict=verdict.verdict.value,
+        top=top,
+        score=score,
+        segments=len(verdict.segments),
+        first_flagged_s=verdict.first_flagged_s,
+        frames=len(verdict.frames),
+        duration_s=verdict.duration_s,
+        early_exit=verdict.early_exit,
+        policy=policy.policy_id,
+        ms=elapsed_ms,
+    )
+    return VideoModerateResponse.from_verdict(verdict, mod.model_id, elapsed_ms)

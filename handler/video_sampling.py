@@ -1,0 +1,118 @@
+"""Which instants of a video get judged, and the limits every frame source obeys (pure functions).
+
+A clip of `duration_s` is sampled every `1 / sample_fps` seconds from its first frame, at most
+`max_frames` times: a longer clip is sampled more sparsely so that the samples still span all of it
+(never only its beginning). Each sample stands for the interval around it, `interval / 2` either
+side, so a keyframe inside that window serves as well as the exact instant and is far cheaper to
+decode (no frames before it are needed).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from bisect import bisect_left, bisect_right
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from PIL import Image
+
+from handler.exceptions import PayloadTooLarge
+
+#: Two timestamps closer than this are the same instant (container rounding).
+EPSILON_S = 1e-3
+
+
+class VideoTooLong(PayloadTooLarge):
+    """Longer than VIDEO_MAX_DURATION_S, or not judged within the time one invocation allows."""
+
+
+@dataclass(frozen=True)
+class SamplingLimits:
+    """What a frame source may sample and decode; `deadline` is a `time.monotonic()` instant or None."""
+
+    sample_fps: float = 1.0
+    max_frames: int = 120
+    max_duration_s: float = 600.0
+    max_pixels: int = 40_000_000
+    shortest_edge: int = 224
+    deadline: float | None = None
+    time_limit_s: float | None = None  # only for the message when the deadline passes
+
+    def check_duration(self, duration_s: float) -> None:
+        if duration_s > self.max_duration_s + EPSILON_S:
+            raise VideoTooLong(
+                f"video is {duration_s:.1f} s long; "
+                f"the limit is {self.max_duration_s:g} s (VIDEO_MAX_DURATION_S)"
+            )
+
+    def check_pixels(self, width: int, height: int) -> None:
+        if width * height > self.max_pixels:
+            raise PayloadTooLarge(
+                f"video frames are {width}x{height} = {width * height} pixels; "
+                f"the limit is {self.max_pixels} (MAX_IMAGE_PIXELS)"
+            )
+
+    def check_time(self, position_s: float, duration_s: float) -> None:
+        """Raise once the deadline has passed: the clip is never judged on its first part alone."""
+        if self.deadline is not None and time.monotonic() > self.deadline:
+            limit = f" of {self.time_limit_s:g} s" if self.time_limit_s is not None else ""
+            raise VideoTooLong(
+                f"video not judged: the time limit{limit} (VIDEO_TIME_LIMIT_S) ran out at {position_s:.1f} s "
+                f"of {duration_s:.1f} s; it is too long to judge in one invocation. Lower "
+                "VIDEO_MAX_DURATION_S or VIDEO_MAX_FRAMES, or raise the function Timeout"
+            )
+
+
+def sample_interval(duration_s: float, sample_fps: float, max_frames: int) -> float:
+    """Seconds between samples: 1 / sample_fps, stretched so that max_frames samples span the clip."""
+    return max(1.0 / sample_fps, duration_s / max_frames)
+
+
+def sample_times(duration_s: float, sample_fps: float, max_frames: int) -> list[float]:
+    """The instants to judge, from 0 (the first frame, always) up to the end, at most max_frames."""
+    interval = sample_interval(duration_s, sample_fps, max_frames)
+    count = max(1, math.ceil(duration_s / interval - EPSILON_S))
+    return [k * interval for k in range(min(count, max_frames))]
+
+
+def choose_time(target: float, tolerance: float, keyframes: Sequence[float], after: float | None) -> float:
+    """The keyframe nearest `target` within `tolerance` (later than `after`), else `target` itself."""
+    low = bisect_left(keyframes, target - tolerance)
+    high = bisect_right(keyframes, target + tolerance - EPSILON_S)
+    candidates = [k for k in keyframes[low:high] if after is None or k > after + EPSILON_S]
+    return min(candidates, key=lambda k: abs(k - target)) if candidates else target
+
+
+def seek_point(wanted: float, keyframes: Sequence[float], last_decoded: float | None) -> float | None:
+    """The keyframe to seek to before decoding up to `wanted`, or None to keep decoding forward.
+
+    Seeking pays only when a keyframe lies after the last decoded frame: otherwise the decoder would go
+    back and decode frames it has already been through.
+    """
+    index = bisect_right(keyframes, wanted + EPSILON_S) - 1
+    if index < 0:
+        return None
+    keyframe = keyframes[index]
+    return keyframe if keyframe > (last_decoded if last_decoded is not None else 0.0) + EPSILON_S else None
+
+
+def covered(targets: Sequence[float], start: int, taken_s: float, tolerance: float) -> int:
+    """Index of the first target after `start` that a frame taken at `taken_s` does not already serve."""
+    index = start + 1
+    while index < len(targets) and targets[index] - tolerance <= taken_s + EPSILON_S:
+        index += 1
+    return index
+
+
+def fitted_size(width: int, height: int, shortest_edge: int) -> tuple[int, int]:
+    """The size with the shorter side at `shortest_edge`, computed as the model's preprocessing does
+    (so that it does not resize again)."""
+    short, long = (width, height) if width <= height else (height, width)
+    new_long = int(shortest_edge * long / short)
+    return (shortest_edge, new_long) if width <= height else (new_long, shortest_edge)
+
+
+def fit(image: Image.Image, shortest_edge: int) -> Image.Image:
+    size = fitted_size(*image.size, shortest_edge)
+    return image if size == image.size else image.resize(size, Image.Resampling.BICUBIC)
