@@ -12,8 +12,11 @@ recorded on that object's result (`error`) for the caller to raise or report.
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
@@ -36,6 +39,23 @@ from handler.video_formats import VIDEO_SNIFF_BYTES, sniff_video_format
 from handler.video_verdict import VideoVerdict
 
 logger = logging.getLogger(__name__)
+
+
+class _VideoTurns:
+    """Objects are inspected in parallel, but videos (judged during inspection) take turns in event order,
+    so the invocation clock that decides whether another video still fits sees them in sequence."""
+
+    def __init__(self, count: int) -> None:
+        self._done = [threading.Event() for _ in range(count)]
+
+    @contextmanager
+    def turn(self, index: int) -> Iterator[None]:
+        for earlier in self._done[:index]:
+            earlier.wait()
+        yield
+
+    def done(self, index: int) -> None:
+        self._done[index].set()
 
 
 class Outcome(StrEnum):
@@ -85,18 +105,26 @@ def moderate_objects(
     results: dict[tuple[str, str, str | None], ObjectResult] = {}
     pending: dict[tuple[str, str, str | None], _Pending] = {}
     clock = s3_video.InvocationClock(mod.settings)
-    for ref in refs:
-        if ref.identity in results or ref.identity in pending:
-            continue  # the same version twice in one batch (a duplicate delivery): act once
-        started = time.perf_counter()
+    unique = list({ref.identity: ref for ref in reversed(refs)}.values())[::-1]  # a duplicate: act once
+
+    turns = _VideoTurns(len(unique))
+
+    def inspect(index: int) -> tuple[ObjectResult | _Pending, float]:
+        ref, started = unique[index], time.perf_counter()
         try:
-            step = _inspect(s3, mod, policy, ref, started, clock)
+            return _inspect(s3, mod, policy, ref, started, clock, lambda: turns.turn(index)), started
         except Exception as exc:
-            step = ObjectResult(ref, Outcome.failed, detail=describe(exc), error=exc)
-        if isinstance(step, _Pending):
-            pending[ref.identity] = step
-        else:
-            results[ref.identity] = _logged(step, started)
+            return ObjectResult(ref, Outcome.failed, detail=describe(exc), error=exc), started
+        finally:
+            turns.done(index)
+
+    # S3 round trips dominate on real S3 (5 calls an object): overlap them; the model still runs once.
+    with ThreadPoolExecutor(max_workers=mod.settings.s3_io_workers) as pool:
+        for ref, (step, started) in zip(unique, pool.map(inspect, range(len(unique))), strict=True):
+            if isinstance(step, _Pending):
+                pending[ref.identity] = step
+            else:
+                results[ref.identity] = _logged(step, started)
 
     try:
         _judge_all(mod, policy, [p for p in pending.values() if p.image is not None])
@@ -108,17 +136,26 @@ def moderate_objects(
                     ObjectResult(item.ref, Outcome.failed, detail=describe(exc), error=exc), item.started
                 )
 
-    for identity, item in pending.items():
+    def act(item: _Pending) -> ObjectResult:
         try:
-            result = _act(s3, mod, item)
+            return _act(s3, mod, item)
         except Exception as exc:
-            result = ObjectResult(item.ref, Outcome.failed, detail=describe(exc), error=exc)
-        results[identity] = _logged(result, item.started, item.decision)
+            return ObjectResult(item.ref, Outcome.failed, detail=describe(exc), error=exc)
+
+    with ThreadPoolExecutor(max_workers=mod.settings.s3_io_workers) as pool:
+        for (identity, item), result in zip(pending.items(), pool.map(act, pending.values()), strict=True):
+            results[identity] = _logged(result, item.started, item.decision)
     return [results[ref.identity] for ref in refs]
 
 
 def _inspect(
-    s3: Any, mod: Moderator, policy: Policy, ref: ObjectRef, started: float, clock: s3_video.InvocationClock
+    s3: Any,
+    mod: Moderator,
+    policy: Policy,
+    ref: ObjectRef,
+    started: float,
+    clock: s3_video.InvocationClock,
+    video_turn: Callable[[], AbstractContextManager[None]],
 ) -> ObjectResult | _Pending:
     settings = mod.settings
     if s3_object.in_quarantine_location(settings, ref):
@@ -146,7 +183,8 @@ def _inspect(
     video_format = sniff_video_format(first)
     if video_format is not None:
         try:
-            verdict = s3_video.judge_video_object(s3, mod, policy, ref, size, video_format, clock)
+            with video_turn():
+                verdict = s3_video.judge_video_object(s3, mod, policy, ref, size, video_format, clock)
         except InputError as exc:
             return _tag_error(s3, ref, tags, policy, f"{video_format} video: {exc.detail}")
         return _judged_video(ref, head, tags, started, verdict)
@@ -158,9 +196,9 @@ def _inspect(
     try:
         data = s3_object.read_body(s3, ref)
         if s3_video.is_animated(image_format, data):  # every frame is judged, as for a video
-            return _judged_video(
-                ref, head, tags, started, s3_video.judge_animated(data, image_format, mod, policy, clock)
-            )
+            with video_turn():
+                verdict = s3_video.judge_animated(data, image_format, mod, policy, clock)
+            return _judged_video(ref, head, tags, started, verdict)
         image = mod.decode(data)
     except InputError as exc:
         return _tag_error(s3, ref, tags, policy, f"undecodable {image_format}: {exc.detail}")

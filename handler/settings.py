@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     # S3 actions
     quarantine_bucket: str | None = None
     quarantine_prefix: str = ""
+    s3_io_workers: int = Field(
+        default=8, ge=1, le=64, description="Objects of one event whose S3 calls run concurrently."
+    )
     max_object_bytes: int | None = Field(
         default=None,
         description="Largest S3 object moderated; unset: MAX_IMAGE_BYTES (images), MAX_VIDEO_BYTES (videos).",
