@@ -7,7 +7,20 @@ import json
 import sys
 from pathlib import Path
 
-from handler.exceptions import InputError
+from handler.exceptions import ConfigurationError, InputError
+
+TOOL_MODULES = ("sklearn", "matplotlib")
+
+
+def require_tools() -> None:
+    """The evaluation tools' libraries are not in the serving image; say how to get them."""
+    import importlib.util
+
+    missing = [name for name in TOOL_MODULES if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ConfigurationError(
+            f"evaluate and train-head need {', '.join(missing)}: pip install -r requirements-tools.txt"
+        )
 
 
 def parse_map(pairs: list[str]) -> dict[str, str]:
@@ -21,6 +34,7 @@ def parse_map(pairs: list[str]) -> dict[str, str]:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    require_tools()
     from handler.api.classify import parse_classes
     from handler.evaluate import EvaluateOptions, evaluate
     from handler.moderator import get_moderator
@@ -64,6 +78,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
 
 def _train_head(args: argparse.Namespace) -> int:
+    require_tools()
     from handler.embedding_cache import default_cache_dir
     from handler.heads import HeadKind
     from handler.moderator import get_moderator

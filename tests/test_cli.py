@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import image_bytes
 
 ROOT = Path(__file__).parents[1]
@@ -86,3 +88,24 @@ def test_serve_answers_health_and_classify_over_real_http(tmp_path: Path, tiny_m
     finally:
         server.terminate()
         server.wait(timeout=30)
+
+
+def test_evaluation_tools_say_how_to_install_their_libraries(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from handler.cli_eval import require_tools
+    from handler.exceptions import ConfigurationError
+
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "sklearn" else real_find_spec(name, *a)
+    )
+    with pytest.raises(ConfigurationError, match=r"sklearn: pip install -r requirements-tools.txt"):
+        require_tools()
+
+
+def test_runtime_requirements_leave_out_the_evaluation_tools() -> None:
+    runtime = (ROOT / "requirements.txt").read_text().lower()
+    assert "scikit-learn" not in runtime
+    assert "matplotlib" not in runtime
+    assert "-r requirements.txt" in (ROOT / "requirements-tools.txt").read_text()
