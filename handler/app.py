@@ -16,8 +16,8 @@ from handler.api import feedback as feedback_routes
 from handler.api import score as score_routes
 from handler.api.schemas import BatchJSONRequest, ModerateJSONRequest
 from handler.api.video_schemas import VideoJSONRequest
+from handler.core.moderator import get_moderator
 from handler.exceptions import InputError
-from handler.moderator import get_moderator
 
 
 @asynccontextmanager

@@ -8,17 +8,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from handler.cli_eval import add_commands as add_eval_commands
-from handler.cli_video import add_commands as add_video_commands
+from handler.evaluation.cli import add_commands as add_eval_commands
 from handler.exceptions import ConfigurationError, InputError
 from handler.logs import configure_cli_logging
 from handler.settings import get_settings
+from handler.video.cli import add_commands as add_video_commands
 
 
 def _serve(args: argparse.Namespace) -> int:
     import uvicorn
 
-    from handler.moderator import get_moderator
+    from handler.core.moderator import get_moderator
 
     settings = get_settings()
     get_moderator()  # load before binding the port: a bad MODEL_DIR or policy ends here with one sentence
@@ -28,7 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _classify(args: argparse.Namespace) -> int:
     from handler.api.classify import parse_classes
-    from handler.moderator import get_moderator
+    from handler.core.moderator import get_moderator
 
     labels = parse_classes(args.classes)
     mod = get_moderator()
@@ -48,14 +48,14 @@ def _classify(args: argparse.Namespace) -> int:
 
 
 def _random_checkpoint(args: argparse.Namespace) -> int:
-    from handler.random_checkpoint import make_random_checkpoint
+    from handler.tools.random_checkpoint import make_random_checkpoint
 
     print(make_random_checkpoint(Path(args.out), size=args.size))
     return 0
 
 
 def _bake(args: argparse.Namespace) -> int:
-    from handler.bake import bake
+    from handler.tools.bake import bake
 
     summary = bake(Path(args.out), args.model_id, Path(args.from_dir) if args.from_dir else None)
     print(json.dumps(summary, indent=2))
@@ -63,7 +63,7 @@ def _bake(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from handler.bench import format_table, run
+    from handler.tools.bench import format_table, run
 
     model_dir = Path(args.model_dir) if args.model_dir else None
     results = run(Path(args.work), model_dir, args.requests, args.batch, args.cold_runs)
@@ -76,15 +76,15 @@ def _compare_precision(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from handler.api.classify import parse_classes
-    from handler.model import Precision
-    from handler.parity import compare, load_pair
+    from handler.core.model import Precision
+    from handler.tools.parity import compare, load_pair
 
     settings = get_settings()
     reference, fast = load_pair(settings.model_dir, Precision(args.precision))
     if fast.precision is not Precision(args.precision):
         print(f"error: this CPU cannot run {args.precision}; the service would use fp32", file=sys.stderr)
         return 2
-    from handler.policy import PolicySet
+    from handler.core.policy import PolicySet
 
     images = [Image.open(p).convert("RGB") for p in args.images]
     policy = PolicySet.from_paths(settings.moderation_policy).default

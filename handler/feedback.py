@@ -113,7 +113,7 @@ class S3FeedbackStore:
 def feedback_store(settings: Settings, client: Any = None) -> FeedbackStore:
     """S3 when FEEDBACK_BUCKET is set, else FEEDBACK_DIR."""
     if settings.feedback_bucket:
-        from handler.s3_client import get_s3_client
+        from handler.s3.client import get_s3_client
 
         return S3FeedbackStore(settings.feedback_bucket, settings.feedback_prefix, client or get_s3_client())
     return LocalFeedbackStore(settings.feedback_dir)
@@ -135,7 +135,7 @@ def read_feedback(source: str, client: Any = None) -> list[FeedbackRecord]:
     """Every record under a local directory or `s3://bucket/prefix`, oldest first."""
     records: list[FeedbackRecord] = []
     if source.startswith("s3://"):
-        from handler.s3_client import get_s3_client
+        from handler.s3.client import get_s3_client
 
         s3 = client or get_s3_client()
         bucket, _, prefix = source[len("s3://") :].partition("/")

@@ -13,9 +13,9 @@ from typing import Any
 from mangum import Mangum
 
 from handler.app import app
-from handler.events import EventKind, event_kind
-from handler.moderator import get_moderator
-from handler.s3_entry import handle_s3_event
+from handler.core.moderator import get_moderator
+from handler.s3.entry import handle_s3_event
+from handler.s3.events import EventKind, event_kind
 from handler.settings import get_settings
 
 logger = logging.getLogger(__name__)

@@ -12,10 +12,10 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from handler.moderator import Moderator, get_moderator
-from handler.policy import PolicySet
-from handler.random_checkpoint import make_random_checkpoint
+from handler.core.moderator import Moderator, get_moderator
+from handler.core.policy import PolicySet
 from handler.settings import Settings, get_settings
+from handler.tools.random_checkpoint import make_random_checkpoint
 
 # Never reach a model hub or AWS from tests, whatever the developer's environment says.
 os.environ.update(
@@ -106,7 +106,7 @@ def moto_server() -> Iterator[str]:
 
     from moto.server import ThreadedMotoServer
 
-    from handler.s3_client import get_s3_client
+    from handler.s3.client import get_s3_client
 
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from handler.bake import bake
+from handler.core.model import load_encoder
+from handler.core.moderator import build_moderator
+from handler.core.policy import default_policy
+from handler.core.text_embeddings import load_text_embeddings
 from handler.exceptions import ConfigurationError
-from handler.model import load_encoder
-from handler.moderator import build_moderator
-from handler.policy import default_policy
 from handler.settings import Settings
-from handler.text_embeddings import load_text_embeddings
+from handler.tools.bake import bake
 
 ROOT = Path(__file__).parents[1]
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 import pytest
 from fastapi.testclient import TestClient
 
-from handler.moderator import Moderator
+from handler.core.moderator import Moderator
 from tests.conftest import image_bytes
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from fastapi.testclient import TestClient
 
-from handler.moderator import Moderator
+from handler.core.moderator import Moderator
 
 
 def post_image(client: TestClient, data: bytes, path: str = "/classify/", **fields: str):  # type: ignore[no-untyped-def]

@@ -93,7 +93,7 @@ def test_serve_answers_health_and_classify_over_real_http(tmp_path: Path, tiny_m
 def test_evaluation_tools_say_how_to_install_their_libraries(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
-    from handler.cli_eval import require_tools
+    from handler.evaluation.cli import require_tools
     from handler.exceptions import ConfigurationError
 
     real_find_spec = importlib.util.find_spec

@@ -12,8 +12,8 @@ from PIL import Image
 from sklearn import metrics as skm
 
 from handler.cli import main
-from handler.moderator import Moderator
-from handler.policy import load_policy_file
+from handler.core.moderator import Moderator
+from handler.core.policy import load_policy_file
 from tests.synthetic import snapshot, solid_vs_stripes
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -121,7 +121,7 @@ def test_bad_requests_fail_with_one_sentence(
 
 
 def test_csv_dataset_and_class_map(moderator: Moderator, dataset: Path, tmp_path: Path) -> None:
-    from handler.evaluate import EvaluateOptions, evaluate
+    from handler.evaluation.evaluate import EvaluateOptions, evaluate
 
     csv_file = tmp_path / "labels.csv"
     rows = [f"{os.path.relpath(p, tmp_path)},{p.parent.name}" for p in dataset.rglob("*.png")]  # relative

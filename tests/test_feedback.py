@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from handler.evaluate import EvaluateOptions, evaluate
+from handler.core.heads import HeadKind
+from handler.core.moderator import Moderator
+from handler.evaluation.evaluate import EvaluateOptions, evaluate
+from handler.evaluation.train_head import TrainOptions, train_head
 from handler.feedback import FeedbackImage, LocalFeedbackStore, new_record, read_feedback
-from handler.heads import HeadKind
-from handler.moderator import Moderator
-from handler.train_head import TrainOptions, train_head
 from tests.conftest import image_bytes
 from tests.synthetic import solid, solid_vs_stripes
 

@@ -1,4 +1,4 @@
-"""handler.fetch against real HTTP(S) servers on loopback: address checks, pinning, redirects, limits."""
+"""handler.inputs.fetch against real HTTP(S) servers on loopback: address checks, pinning, redirects."""
 
 from __future__ import annotations
 
@@ -18,9 +18,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
-from handler import fetch
 from handler.exceptions import FetchRefused, PayloadTooLarge
-from handler.fetch import fetch_url
+from handler.inputs import fetch
+from handler.inputs.fetch import fetch_url
 from handler.settings import Settings
 
 

@@ -13,13 +13,13 @@ import yaml
 from fastapi.testclient import TestClient
 from PIL import Image
 
-from handler.events import ObjectRef
-from handler.heads import HeadKind, load_head
-from handler.moderator import Moderator
-from handler.policy import load_policy_file
-from handler.s3_moderation import moderate_objects
-from handler.s3_tags import VERDICT
-from handler.train_head import TrainOptions, train_head
+from handler.core.heads import HeadKind, load_head
+from handler.core.moderator import Moderator
+from handler.core.policy import load_policy_file
+from handler.evaluation.train_head import TrainOptions, train_head
+from handler.s3.events import ObjectRef
+from handler.s3.moderation import moderate_objects
+from handler.s3.tags import VERDICT
 from tests.s3_doubles import UPLOADS, make_buckets, tags_of
 from tests.synthetic import scored_images, solid, solid_vs_stripes, stripes
 
@@ -191,7 +191,7 @@ def test_the_serving_path_never_imports_the_evaluation_tooling() -> None:
     import sys
 
     code = (
-        "import sys, handler.app, handler.s3_entry, handler.policy_heads; "
+        "import sys, handler.app, handler.s3.entry, handler.core.policy_heads; "
         "print(sorted(m for m in ('sklearn', 'matplotlib', 'scipy') if m in sys.modules))"
     )
     result = subprocess.run(

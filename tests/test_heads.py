@@ -17,11 +17,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from handler.cli import main
+from handler.core.fingerprint import FINGERPRINT_FILE, backbone_fingerprint, compute_fingerprint
+from handler.core.heads import Head, HeadKind, load_head, load_head_for
+from handler.core.moderator import Moderator
+from handler.evaluation.train_head import TrainOptions, fit_classifier, fit_regressor
 from handler.exceptions import ConfigurationError
-from handler.fingerprint import FINGERPRINT_FILE, backbone_fingerprint, compute_fingerprint
-from handler.heads import Head, HeadKind, load_head, load_head_for
-from handler.moderator import Moderator
-from handler.train_head import TrainOptions, fit_classifier, fit_regressor
 from tests.synthetic import scored_images, solid_vs_stripes
 
 
@@ -152,7 +152,7 @@ def test_regressor_tensors_reproduce_sklearn(model: str) -> None:
 
 
 def _meta(kind: HeadKind, dim: int, labels: list[str], layers: int) -> object:
-    from handler.heads import Backbone, HeadMetadata
+    from handler.core.heads import Backbone, HeadMetadata
 
     return HeadMetadata(
         name="t",
@@ -167,7 +167,7 @@ def _meta(kind: HeadKind, dim: int, labels: list[str], layers: int) -> object:
 @pytest.fixture
 def probe_head(moderator: Moderator, tmp_path: Path) -> Path:
     """A small valid classifier head for the tiny backbone (weights need not be trained here)."""
-    from handler.heads import Backbone, HeadMetadata
+    from handler.core.heads import Backbone, HeadMetadata
 
     meta = HeadMetadata(
         name="probe",

@@ -12,9 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from handler.core.moderator import Moderator
 from handler.exceptions import InputError, PayloadTooLarge
-from handler.images import decode_image, sniff_image_format
-from handler.moderator import Moderator
+from handler.inputs.images import decode_image, sniff_image_format
 from tests.conftest import image_bytes
 
 LIMITS = {"max_bytes": 10 * 1024 * 1024, "max_pixels": 40_000_000}

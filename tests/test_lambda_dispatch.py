@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from handler.events import EventKind, event_kind, s3_notification_refs
-from handler.moderator import Moderator
-from handler.s3_entry import handle_s3_event
-from handler.s3_tags import POLICY, VERDICT
+from handler.core.moderator import Moderator
+from handler.s3.entry import handle_s3_event
+from handler.s3.events import EventKind, event_kind, s3_notification_refs
+from handler.s3.tags import POLICY, VERDICT
 from tests.conftest import image_bytes
 from tests.event_loader import encode_key, http_event, load_event, sqs_event
 from tests.s3_doubles import UPLOADS, S3Proxy, make_buckets, tags_of

@@ -1,4 +1,4 @@
-"""handler.metrics gives scikit-learn's numbers on the same predictions."""
+"""handler.evaluation.metrics gives scikit-learn's numbers on the same predictions."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from handler import metrics
+from handler.evaluation import metrics
 
 Y_TRUE = ["cat", "cat", "dog", "dog", "dog", "bird", "bird", "cat", "dog", "bird", "cat", "dog"]
 Y_PRED = ["cat", "dog", "dog", "unknown", "dog", "bird", "cat", "cat", "bird", "unknown", "fish", "dog"]

@@ -11,10 +11,10 @@ import pytest
 import torch
 from PIL import Image
 
+from handler.core.model import load_encoder
+from handler.core.moderator import Moderator
+from handler.core.preprocess import to_pixel_values
 from handler.exceptions import ConfigurationError
-from handler.model import load_encoder
-from handler.moderator import Moderator
-from handler.preprocess import to_pixel_values
 from handler.settings import Settings
 
 
@@ -56,7 +56,7 @@ def test_serve_exits_with_the_message_when_the_model_is_missing(tmp_path: Path) 
 
 
 def test_bad_policy_file_stops_start_up_naming_the_field(tmp_path: Path, tiny_model_dir: Path) -> None:
-    from handler.moderator import build_moderator
+    from handler.core.moderator import build_moderator
 
     bad = tmp_path / "p.yaml"
     bad.write_text(
@@ -70,7 +70,7 @@ def test_bad_policy_file_stops_start_up_naming_the_field(tmp_path: Path, tiny_mo
 def test_preprocessing_matches_clip_image_processor(tiny_model_dir: Path) -> None:
     from transformers import CLIPImageProcessor
 
-    from handler.preprocess import PreprocessConfig
+    from handler.core.preprocess import PreprocessConfig
 
     rng = np.random.default_rng(0)
     images = [

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from handler.moderator import Moderator
+from handler.core.moderator import Moderator
 
 RESPONSE_KEYS = {"verdict", "flagged", "scores", "top", "policy", "model", "elapsed_ms", "head_scores"}
 

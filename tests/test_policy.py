@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
+from handler.core.policy import Action, PolicySet, default_policy, load_policy_file
+from handler.core.scoring import judge
+from handler.core.text_cache import TextEmbeddingCache
 from handler.exceptions import ConfigurationError
-from handler.policy import Action, PolicySet, default_policy, load_policy_file
-from handler.scoring import judge
-from handler.text_cache import TextEmbeddingCache
 
 YAML_POLICY = """
 name: mine
@@ -99,7 +99,7 @@ def test_fingerprint_changes_with_anything_that_changes_a_verdict(tmp_path: Path
 
 
 def test_verdict_is_most_severe_flagged_action_and_safe_is_never_flagged() -> None:
-    from handler.policy import Policy
+    from handler.core.policy import Policy
 
     policy = Policy.model_validate(
         {
@@ -123,7 +123,7 @@ def test_prompt_ensemble_is_the_normalised_mean_of_normalised_prompts() -> None:
     def encode(texts):  # type: ignore[no-untyped-def]
         return torch.nn.functional.normalize(torch.stack([vectors[t] for t in texts]), dim=-1)
 
-    from handler.policy import Policy
+    from handler.core.policy import Policy
 
     policy = Policy.model_validate(
         {"name": "e", "categories": [{"name": "x", "prompts": ["a", "b"]}, {"name": "y", "prompts": ["c"]}]}

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
+from handler.core.policy import default_policy, load_policy_file, parse_policy
 from handler.exceptions import ConfigurationError
-from handler.policy import default_policy, load_policy_file, parse_policy
 
 SAFE = {"name": "fine", "prompts": ["a fine thing"], "safe": True}
 DULL = {"name": "meh", "prompts": ["a dull thing"]}

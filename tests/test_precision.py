@@ -13,12 +13,12 @@ import pytest
 import torch
 from PIL import Image
 
-from handler import model as model_module
-from handler.bake import bake
-from handler.model import Precision, load_encoder
-from handler.parity import compare
-from handler.policy import default_policy
+from handler.core import model as model_module
+from handler.core.model import Precision, load_encoder
+from handler.core.policy import default_policy
 from handler.settings import Settings
+from handler.tools.bake import bake
+from handler.tools.parity import compare
 from tests.conftest import image_bytes
 
 ROOT = Path(__file__).parents[1]
@@ -59,7 +59,7 @@ def test_bf16_falls_back_to_fp32_on_a_cpu_without_it(
     baked: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: False)
-    with caplog.at_level(logging.WARNING, logger="handler.model"):
+    with caplog.at_level(logging.WARNING, logger="handler.core.model"):
         encoder = load_encoder(Settings(model_dir=baked, inference_precision="bf16"))
     assert encoder.precision is Precision.fp32
     assert "using fp32" in caplog.text

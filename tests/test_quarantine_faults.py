@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
-from handler.aws_faults import is_gone, is_transient
-from handler.events import EventKind, ObjectRef
-from handler.moderator import Moderator
-from handler.quarantine import QuarantineVerifyError, verify_copy
-from handler.s3_entry import S3ModerationFailed, handle_s3_event
-from handler.s3_moderation import Outcome, moderate_objects
-from handler.s3_tags import POLICY, VERDICT
+from handler.core.moderator import Moderator
+from handler.s3.entry import S3ModerationFailed, handle_s3_event
+from handler.s3.events import EventKind, ObjectRef
+from handler.s3.faults import is_gone, is_transient
+from handler.s3.moderation import Outcome, moderate_objects
+from handler.s3.quarantine import QuarantineVerifyError, verify_copy
+from handler.s3.tags import POLICY, VERDICT
 from tests.conftest import image_bytes
 from tests.event_loader import encode_key, load_event, sqs_event
 from tests.s3_doubles import (

@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from handler.events import ObjectRef
-from handler.moderator import Moderator
-from handler.s3_moderation import Outcome, moderate_objects
-from handler.s3_tags import POLICY, REASON, SCORE, TOP, VERDICT, tag_value
+from handler.core.moderator import Moderator
+from handler.s3.events import ObjectRef
+from handler.s3.moderation import Outcome, moderate_objects
+from handler.s3.tags import POLICY, REASON, SCORE, TOP, VERDICT, tag_value
 from tests.conftest import image_bytes
 from tests.s3_doubles import PREFIX, QUARANTINE, UPLOADS, S3Proxy, exists, make_buckets, tags_of, write_policy
 
@@ -384,10 +384,10 @@ def test_one_json_log_line_per_object(
     make_buckets(s3)
     version = put(s3, "a.jpg", image_bytes())
 
-    with caplog.at_level(logging.INFO, logger="handler.s3_moderation"):
+    with caplog.at_level(logging.INFO, logger="handler.s3.moderation"):
         moderate_objects([ObjectRef(UPLOADS, "a.jpg", version)], client=s3, moderator=forced("review"))
 
-    [line] = [json.loads(r.getMessage()) for r in caplog.records if r.name == "handler.s3_moderation"]
+    [line] = [json.loads(r.getMessage()) for r in caplog.records if r.name == "handler.s3.moderation"]
     assert line["bucket"] == UPLOADS
     assert line["key"] == "a.jpg"
     assert line["version"] == version

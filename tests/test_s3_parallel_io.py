@@ -6,10 +6,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from handler.events import ObjectRef
-from handler.moderator import Moderator
-from handler.s3_moderation import Outcome, moderate_objects
-from handler.s3_tags import VERDICT
+from handler.core.moderator import Moderator
+from handler.s3.events import ObjectRef
+from handler.s3.moderation import Outcome, moderate_objects
+from handler.s3.tags import VERDICT
 from tests.conftest import image_bytes
 from tests.s3_doubles import QUARANTINE, UPLOADS, make_buckets, tags_of, write_policy
 

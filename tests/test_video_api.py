@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from handler.moderator import Moderator
+from handler.core.moderator import Moderator
 from tests.conftest import image_bytes
 from tests.s3_doubles import write_policy
 from tests.video_media import BLUE, GREEN, RED, animation, make_audio_only, make_video, needs

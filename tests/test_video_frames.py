@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from handler.exceptions import InputError
-from handler.video import media_kind, open_source
-from handler.video_animated import AnimatedImage
-from handler.video_frames import VideoFile
-from handler.video_sampling import SamplingLimits, VideoTooLong
+from handler.video.animated import AnimatedImage
+from handler.video.frames import VideoFile
+from handler.video.judge import media_kind, open_source
+from handler.video.sampling import SamplingLimits, VideoTooLong
 from tests.video_media import BLUE, GREEN, RED, animation, make_audio_only, make_video, needs
 
 FIVE_SECONDS = [(BLUE, 2.0), (RED, 1.0), (BLUE, 2.0)]

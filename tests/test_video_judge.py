@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from handler.moderator import Moderator
-from handler.policy import Action
-from handler.video import VideoOptions, judge_frames, moderate_video
-from handler.video_animated import AnimatedImage
-from handler.video_frames import SampledFrame, VideoFile
-from handler.video_sampling import SamplingLimits, VideoTooLong
-from handler.video_verdict import Smoothing
+from handler.core.moderator import Moderator
+from handler.core.policy import Action
+from handler.video.animated import AnimatedImage
+from handler.video.frames import SampledFrame, VideoFile
+from handler.video.judge import VideoOptions, judge_frames, moderate_video
+from handler.video.sampling import SamplingLimits, VideoTooLong
+from handler.video.verdict import Smoothing
 from tests.video_media import (
     BLUE,
     DARK_RED,

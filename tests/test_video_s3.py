@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from handler.aws_faults import is_transient
-from handler.events import EventKind, ObjectRef
-from handler.moderator import Moderator
-from handler.s3_entry import handle_s3_event
-from handler.s3_moderation import Outcome, moderate_objects
-from handler.s3_tags import FIRST_FLAGGED, POLICY, REASON, SCORE, TOP, VERDICT
-from handler.s3_video import InvocationClock, VideoDeferred
+from handler.core.moderator import Moderator
+from handler.s3.entry import handle_s3_event
+from handler.s3.events import EventKind, ObjectRef
+from handler.s3.faults import is_transient
+from handler.s3.moderation import Outcome, moderate_objects
+from handler.s3.tags import FIRST_FLAGGED, POLICY, REASON, SCORE, TOP, VERDICT
+from handler.s3.video import InvocationClock, VideoDeferred
 from handler.settings import Settings
 from tests.event_loader import load_event
 from tests.s3_doubles import PREFIX, QUARANTINE, UPLOADS, S3Proxy, exists, make_buckets, tags_of, write_policy

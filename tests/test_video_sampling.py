@@ -6,8 +6,8 @@ import time
 
 import pytest
 
-from handler.video_formats import sniff_video_format
-from handler.video_sampling import (
+from handler.video.formats import sniff_video_format
+from handler.video.sampling import (
     SamplingLimits,
     VideoTooLong,
     choose_time,

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from handler.settings import Settings
-from handler.video import video_time_limit_s
+from handler.video.judge import video_time_limit_s
 from tests.test_template import load_template, render, sam_transform
 
 TIMEOUTS = load_template()["Parameters"]["Timeout"]["AllowedValues"]

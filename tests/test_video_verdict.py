@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from handler.policy import Action
-from handler.scoring import judge
-from handler.video_verdict import (
+from handler.core.policy import Action
+from handler.core.scoring import judge
+from handler.video.verdict import (
     FrameScore,
     Segment,
     Smoothing,

@@ -19,8 +19,8 @@ import pytest
 import torch
 from PIL import Image
 
-from handler.policy import Policy
-from handler.scoring import Decision, judge
+from handler.core.policy import Policy
+from handler.core.scoring import Decision, judge
 
 RED = (255, 0, 0)
 DARK_RED = (150, 0, 0)

@@ -10,10 +10,10 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 
 from handler.api.deps import moderator
 from handler.api.schemas import ClassifyResponse, ClassifyResult, OriginalPayload
+from handler.core.moderator import Moderator
 from handler.exceptions import InputError
-from handler.image_sources import from_url, read_upload
+from handler.inputs.sources import from_url, read_upload
 from handler.logs import log_decision
-from handler.moderator import Moderator
 
 router = APIRouter(tags=["classify"])
 logger = logging.getLogger(__name__)

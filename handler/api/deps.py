@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from handler.moderator import Moderator, get_moderator
+from handler.core.moderator import Moderator, get_moderator
 
 
 def moderator() -> Moderator:

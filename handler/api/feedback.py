@@ -16,11 +16,11 @@ from starlette.concurrency import run_in_threadpool
 
 from handler.api.deps import moderator
 from handler.api.schemas import S3Reference
+from handler.core.moderator import Moderator
 from handler.exceptions import InputError
 from handler.feedback import FeedbackImage, FeedbackS3Object, feedback_store, new_record
-from handler.image_sources import from_base64
+from handler.inputs.sources import from_base64
 from handler.logs import log_decision
-from handler.moderator import Moderator
 
 router = APIRouter(tags=["feedback"])
 logger = logging.getLogger(__name__)

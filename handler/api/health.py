@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from handler.api.deps import moderator
 from handler.api.schemas import HealthResponse
-from handler.moderator import Moderator
+from handler.core.moderator import Moderator
 
 router = APIRouter(tags=["health"])
 logger = logging.getLogger(__name__)

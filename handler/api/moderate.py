@@ -14,10 +14,10 @@ from starlette.datastructures import UploadFile
 from handler.api.deps import moderator
 from handler.api.schemas import ModerateJSONRequest, ModerateResponse
 from handler.api.sources import ImageSource
+from handler.core.moderator import Moderator
+from handler.core.scoring import Decision
 from handler.exceptions import InputError
 from handler.logs import log_decision
-from handler.moderator import Moderator
-from handler.scoring import Decision
 
 M = TypeVar("M", bound=BaseModel)
 router = APIRouter(tags=["moderate"])

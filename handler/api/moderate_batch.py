@@ -19,8 +19,8 @@ from handler.api.schemas import (
     ModerateResponse,
 )
 from handler.api.sources import ImageSource
+from handler.core.moderator import Moderator
 from handler.exceptions import InputError, PayloadTooLarge
-from handler.moderator import Moderator
 
 router = APIRouter(tags=["moderate"])
 

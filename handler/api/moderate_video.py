@@ -1,7 +1,7 @@
 """POST /v1/moderate/video: judge a video (or an animated GIF/WebP) by a policy, frame samples over time.
 
 Multipart (`video` file or `location` URL) or JSON (`url`, `video_base64`, `s3`). The bytes go to a
-temporary file within MAX_VIDEO_BYTES, are sniffed, and judged by `handler.video`.
+temporary file within MAX_VIDEO_BYTES, are sniffed, and judged by `handler.video.judge`.
 """
 
 from __future__ import annotations
@@ -18,12 +18,12 @@ from handler.api.deps import moderator
 from handler.api.moderate import content_type_of, form_text, openapi_body, parse_json
 from handler.api.video_schemas import VideoJSONRequest, VideoModerateResponse
 from handler.api.video_sources import VideoSource
+from handler.core.moderator import Moderator
 from handler.exceptions import InputError
-from handler.images import sniff_image_format
+from handler.inputs.images import sniff_image_format
 from handler.logs import log_decision
-from handler.moderator import Moderator
-from handler.video import media_kind, moderate_video
-from handler.video_input import head_of, spooled, too_large
+from handler.video.inputs import head_of, spooled, too_large
+from handler.video.judge import media_kind, moderate_video
 
 router = APIRouter(tags=["moderate"])
 logger = logging.getLogger(__name__)

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from handler.policy import Action
-from handler.scoring import Decision
+from handler.core.policy import Action
+from handler.core.scoring import Decision
 
 
 class OriginalPayload(BaseModel):

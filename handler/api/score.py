@@ -15,9 +15,9 @@ from handler.api.deps import moderator
 from handler.api.moderate import content_type_of, form_text, openapi_body, parse_json
 from handler.api.schemas import ModerateJSONRequest
 from handler.api.sources import ImageSource
+from handler.core.moderator import Moderator
 from handler.exceptions import InputError
 from handler.logs import log_decision
-from handler.moderator import Moderator
 
 router = APIRouter(tags=["score"])
 logger = logging.getLogger(__name__)

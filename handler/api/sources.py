@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
 
 from handler.api.schemas import ImageSourceJSON
-from handler.image_sources import from_base64, from_s3, from_url, read_upload
+from handler.inputs.sources import from_base64, from_s3, from_url, read_upload
 from handler.settings import Settings
 
 Kind = Literal["upload", "url", "base64", "s3"]

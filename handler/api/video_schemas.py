@@ -5,8 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from handler.api.schemas import S3Reference
-from handler.policy import Action
-from handler.video_verdict import Segment, VideoVerdict
+from handler.core.policy import Action
+from handler.video.verdict import Segment, VideoVerdict
 
 
 class VideoJSONRequest(BaseModel):

@@ -8,7 +8,7 @@ from typing import Any, BinaryIO, Literal
 
 from handler.api.video_schemas import VideoJSONRequest
 from handler.settings import Settings
-from handler.video_input import base64_chunks, s3_chunks, stream_chunks
+from handler.video.inputs import base64_chunks, s3_chunks, stream_chunks
 
 Kind = Literal["upload", "url", "base64", "s3"]
 
@@ -44,12 +44,12 @@ class VideoSource:
             return self._fetch(settings)
         if self.kind == "base64":
             return base64_chunks(self.value, limit)
-        from handler.s3_client import get_s3_client
+        from handler.s3.client import get_s3_client
 
         ref = self.value
         return s3_chunks(get_s3_client(), ref.bucket, ref.key, ref.version_id, limit)
 
     def _fetch(self, settings: Settings) -> Iterator[bytes]:
-        from handler.fetch import fetch_url
+        from handler.inputs.fetch import fetch_url
 
         yield fetch_url(self.value, settings, max_bytes=settings.max_video_bytes)

@@ -1,0 +1,103 @@
+"""The moderation core: one loaded model, cached text embeddings, policies; images in, verdicts out."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import lru_cache
+
+import torch
+from PIL import Image
+
+from handler.core.fingerprint import backbone_fingerprint
+from handler.core.model import ClipEncoder, load_encoder
+from handler.core.policy import Policy, PolicySet
+from handler.core.policy_heads import PolicyHeads
+from handler.core.scoring import Classification, Decision, classify_row, judge, probabilities
+from handler.core.text_cache import TextEmbeddingCache
+from handler.core.text_embeddings import load_text_embeddings
+from handler.exceptions import InputError
+from handler.settings import Settings, get_settings
+
+logger = logging.getLogger(__name__)
+
+
+class Moderator:
+    """Everything a request needs, built once per process."""
+
+    def __init__(self, encoder: ClipEncoder, policies: PolicySet, settings: Settings) -> None:
+        self.encoder = encoder
+        self.policies = policies
+        self.settings = settings
+        self.heads = PolicyHeads(encoder.model_id, lambda: self.backbone_fingerprint)
+        self.heads.load_all(policies)  # a missing head or one from another backbone fails start-up
+        self.text_cache = TextEmbeddingCache(encoder.encode_texts, settings.text_cache_size)
+        for texts, embeddings in load_text_embeddings(encoder.model_dir).items():  # baked at build time
+            self.text_cache.put(texts, embeddings)
+        for policy in policies:  # warm the cache so no request pays for policy prompts
+            self.text_cache.policy(policy)
+
+    @property
+    def model_id(self) -> str:
+        return self.encoder.model_id
+
+    @property
+    def backbone_fingerprint(self) -> str:
+        """Hash of the image tower's weights; trained heads are bound to it (computed on first use)."""
+        return backbone_fingerprint(self.encoder.model_dir)
+
+    def policy(self, name: str | None) -> Policy:
+        policy = self.policies.get(name)
+        if policy is None:
+            raise InputError(f"unknown policy {name!r}; available: {', '.join(self.policies.names)}")
+        return policy
+
+    def decode(self, data: bytes) -> Image.Image:
+        from handler.inputs.images import decode_image
+
+        return decode_image(
+            data,
+            max_bytes=self.settings.max_image_bytes,
+            max_pixels=self.settings.max_image_pixels,
+            draft=self.encoder.preprocess.draft_size,
+        )
+
+    def embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
+        return self.encoder.encode_images(images)
+
+    def classify(
+        self, images: Sequence[Image.Image], labels: list[str], threshold: float | None = None
+    ) -> list[Classification]:
+        class_embeddings = self.text_cache.texts(labels)
+        probs = probabilities(self.embed(images), class_embeddings, self.encoder.logit_scale)
+        return [classify_row(labels, row, threshold) for row in probs]
+
+    def moderate(self, images: Sequence[Image.Image], policy: Policy) -> list[Decision]:
+        return self.judge_embeddings(self.embed(images), policy)
+
+    def judge_embeddings(self, embeddings: torch.Tensor, policy: Policy) -> list[Decision]:
+        probs = self.heads.probabilities(embeddings, policy, self.text_cache, self.encoder.logit_scale)
+        head_scores = self.heads.scores(embeddings, policy)
+        return [judge(policy, row, extra) for row, extra in zip(probs, head_scores, strict=True)]
+
+    def score_embeddings(self, embeddings: torch.Tensor, policy: Policy) -> list[dict[str, float]]:
+        """The policy's score heads only (e.g. aesthetics), from the same embeddings."""
+        return self.heads.scores(embeddings, policy)
+
+    def health_check(self) -> None:
+        """One real forward pass through the image tower; raises if the model cannot answer."""
+        blank = Image.new("RGB", (self.encoder.preprocess.crop_width, self.encoder.preprocess.crop_height))
+        decisions = self.moderate([blank], self.policies.default)
+        if not decisions or not all(torch.isfinite(torch.tensor(list(decisions[0].scores.values())))):
+            raise RuntimeError("the model returned no finite scores")
+
+
+def build_moderator(settings: Settings) -> Moderator:
+    policies = PolicySet.from_paths(settings.moderation_policy)  # bad policy -> fail before the model load
+    return Moderator(load_encoder(settings), policies, settings)
+
+
+@lru_cache
+def get_moderator() -> Moderator:
+    """The process-wide moderator, loaded on first use (at start-up for the app and the Lambda)."""
+    return build_moderator(get_settings())

@@ -1,0 +1,1 @@
+"""Evaluation tooling: datasets, metrics, reports, calibration, trainable heads."""

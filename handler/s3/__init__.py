@@ -1,0 +1,1 @@
+"""S3 auto-moderation: event views, the per-object flow, tags, verified quarantine, fault classes."""

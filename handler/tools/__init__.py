@@ -1,0 +1,1 @@
+"""Build and measurement tools: the model bake, random checkpoints, benchmark, precision parity."""

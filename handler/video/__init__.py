@@ -1,0 +1,1 @@
+"""Video moderation: sampled frames, verdicts over time, inputs and limits."""

@@ -1,0 +1,90 @@
+"""Video bytes into a temporary file (PyAV reads seekable files), streamed and cut off at a byte limit.
+
+The file lives in the system temporary directory (`/tmp` on Lambda, 512 MB by default, above the
+200 MiB MAX_VIDEO_BYTES) and is deleted when the `with` block ends, whatever happened inside it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from handler.exceptions import InputError, PayloadTooLarge
+from handler.video.formats import VIDEO_SNIFF_BYTES
+
+CHUNK_BYTES = 1024 * 1024
+
+
+def too_large(size: int, limit: int) -> PayloadTooLarge:
+    return PayloadTooLarge(f"video is {size} bytes or more; the limit is {limit} bytes (MAX_VIDEO_BYTES)")
+
+
+@contextmanager
+def spooled(chunks: Iterable[bytes], limit: int) -> Iterator[Path]:
+    """The chunks written to a new temporary file, at most `limit` bytes (PayloadTooLarge past it)."""
+    fd, name = tempfile.mkstemp(prefix="moderation-video-")
+    path = Path(name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            total = 0
+            for chunk in chunks:
+                total += len(chunk)
+                if total > limit:
+                    raise too_large(total, limit)
+                out.write(chunk)
+        yield path
+    finally:
+        path.unlink(missing_ok=True)
+
+
+def head_of(path: Path) -> bytes:
+    """The file's first bytes, enough to sniff its format."""
+    with path.open("rb") as file:
+        return file.read(VIDEO_SNIFF_BYTES)
+
+
+def stream_chunks(stream: BinaryIO) -> Iterator[bytes]:
+    while chunk := stream.read(CHUNK_BYTES):
+        yield chunk
+
+
+def base64_chunks(text: str, limit: int) -> Iterator[bytes]:
+    """Decoded base64 (a data: URL too), refused before decoding when it would be over `limit`."""
+    if text.startswith("data:"):
+        _, _, text = text.partition(",")
+    if len(text) * 3 // 4 > limit:
+        raise too_large(len(text) * 3 // 4, limit)
+    try:
+        yield base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise InputError(f"video_base64 is not valid base64: {exc}") from exc
+
+
+def s3_chunks(s3: Any, bucket: str, key: str, version_id: str | None, limit: int) -> Iterator[bytes]:
+    """An S3 object's body in chunks, after HeadObject shows it is within `limit`.
+
+    Read errors a caller can fix (no such object or version, access denied) are InputErrors.
+    """
+    from botocore.exceptions import ClientError
+
+    extra = {"VersionId": version_id} if version_id else {}
+    try:
+        size = int(s3.head_object(Bucket=bucket, Key=key, **extra)["ContentLength"])
+        if size > limit:
+            raise too_large(size, limit)
+        body = s3.get_object(Bucket=bucket, Key=key, **extra)["Body"]
+    except ClientError as exc:
+        code = exc.response.get("Error", {}).get("Code", "")
+        if code in ("404", "NoSuchKey", "NoSuchVersion", "NoSuchBucket", "403", "AccessDenied"):
+            raise InputError(f"cannot read s3://{bucket}/{key}: {code}") from exc
+        raise
+    try:
+        yield from body.iter_chunks(CHUNK_BYTES)
+    finally:
+        body.close()
