@@ -66,7 +66,24 @@ async def moderate_video_route(
 ) -> VideoModerateResponse:
     started = time.monotonic()  # the time limit counts from the request, upload included
     source, policy_name = await _parse(request, mod.settings.max_video_bytes)
-    return await run_in_threadpool(_judge, mod, source, policy_name, started)
+    cap = gateway_time_cap_s(request.scope.get("aws.event"))
+    return await run_in_threadpool(_judge, mod, source, policy_name, started, cap)
+
+
+#: API Gateway stops waiting after 29 s (REST) or 30 s (HTTP API) whatever the function's timeout; the
+#: video must be judged, or refused with a clear error, before that. Function URLs wait the full timeout.
+API_GATEWAY_BUDGET_S = 27.0
+
+
+def gateway_time_cap_s(event: object) -> float | None:
+    """The time a video may take when the request came through API Gateway (the Lambda event Mangum saw)."""
+    if not isinstance(event, dict):
+        return None
+    context = event.get("requestContext")
+    if not isinstance(context, dict) or "apiId" not in context:
+        return None
+    domain = str(context.get("domainName", ""))
+    return None if ".lambda-url." in domain else API_GATEWAY_BUDGET_S
 
 
 def video_kind(head: bytes) -> str:
@@ -86,7 +103,7 @@ def video_kind(head: bytes) -> str:
 
 
 def _judge(
-    mod: Moderator, source: VideoSource, policy_name: str | None, started: float
+    mod: Moderator, source: VideoSource, policy_name: str | None, started: float, cap_s: float | None = None
 ) -> VideoModerateResponse:
     timer = time.perf_counter()
     policy = mod.policy(policy_name)
@@ -94,7 +111,14 @@ def _judge(
     with spooled(source.chunks(settings), settings.max_video_bytes) as path:
         kind = video_kind(head_of(path))
         verdict = moderate_video(
-            path, kind, mod, policy, settings, mod.encoder.preprocess.shortest_edge, started=started
+            path,
+            kind,
+            mod,
+            policy,
+            settings,
+            mod.encoder.preprocess.shortest_edge,
+            started=started,
+            time_cap_s=cap_s,
         )
     elapsed_ms = (time.perf_counter() - timer) * 1000
     top, score = verdict.top

@@ -77,9 +77,14 @@ def video_time_limit_s(settings: Settings) -> float:
     return max(timeout - _TIMEOUT_RESERVE_S, timeout / 2)
 
 
-def sampling_limits(settings: Settings, shortest_edge: int, started: float | None = None) -> SamplingLimits:
-    """The limits from the settings; the time limit counts from `started` (a `time.monotonic()`)."""
+def sampling_limits(
+    settings: Settings, shortest_edge: int, started: float | None = None, cap_s: float | None = None
+) -> SamplingLimits:
+    """The limits from the settings; the time limit counts from `started` (a `time.monotonic()`) and is
+    at most `cap_s` when the caller gives up sooner than the function does (API Gateway: 29 s)."""
     limit = video_time_limit_s(settings)
+    if cap_s is not None:
+        limit = min(limit, cap_s)
     return SamplingLimits(
         sample_fps=settings.video_sample_fps,
         max_frames=settings.video_max_frames,
@@ -170,9 +175,10 @@ def moderate_video(
     shortest_edge: int,
     *,
     started: float | None = None,
+    time_cap_s: float | None = None,
 ) -> VideoVerdict:
     """Open, sample and judge one video within the settings' limits (time counted from `started`)."""
-    limits = sampling_limits(settings, shortest_edge, started)
+    limits = sampling_limits(settings, shortest_edge, started, time_cap_s)
     return judge_frames(
         open_source(source, kind, limits), scorer, policy, VideoOptions.from_settings(settings)
     )
