@@ -13,7 +13,8 @@ from starlette.datastructures import UploadFile
 
 from handler.api.deps import moderator
 from handler.api.schemas import ModerateJSONRequest, ModerateResponse
-from handler.api.sources import ImageSource
+from handler.api.sources import RequestSource
+from handler.api.video_schemas import VideoJSONRequest
 from handler.core.moderator import Moderator
 from handler.core.scoring import Decision
 from handler.exceptions import InputError
@@ -71,17 +72,25 @@ def form_text(value: object) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-async def _parse(request: Request) -> tuple[ImageSource, str | None]:
+async def parse_one_source(
+    request: Request,
+    json_model: type[ModerateJSONRequest | VideoJSONRequest] = ModerateJSONRequest,
+    file_field: str = "image",
+) -> tuple[RequestSource, str | None]:
+    """One medium and an optional policy name: JSON (`url`, `<file_field>_base64` or `s3`) or multipart
+    (a `<file_field>` file or a `location` URL)."""
     if content_type_of(request) == "application/json":
-        body = await parse_json(request, ModerateJSONRequest)
-        return ImageSource.from_json(body), body.policy
+        body: ModerateJSONRequest | VideoJSONRequest = await parse_json(request, json_model)
+        source = RequestSource.from_fields(body.url, getattr(body, f"{file_field}_base64"), body.s3)
+        return source, body.policy
     form = await request.form(max_files=1, max_fields=8)
-    image, location, policy = form.get("image"), form.get("location"), form.get("policy")
-    if isinstance(image, UploadFile) and not location:
-        return ImageSource.upload(image.file, image.filename), form_text(policy)
-    if image is None and isinstance(location, str) and location:
-        return ImageSource.url(location), form_text(policy)
-    raise InputError("send exactly one of: an `image` file, or a `location` URL")
+    upload, location, policy = form.get(file_field), form.get("location"), form.get("policy")
+    if isinstance(upload, UploadFile) and not location:
+        return RequestSource.upload(upload.file, upload.filename), form_text(policy)
+    if upload is None and isinstance(location, str) and location:
+        return RequestSource.url(location), form_text(policy)
+    article = "an" if file_field[0] in "aeiou" else "a"
+    raise InputError(f"send exactly one of: {article} `{file_field}` file, or a `location` URL")
 
 
 @router.post(
@@ -91,14 +100,14 @@ async def _parse(request: Request) -> tuple[ImageSource, str | None]:
     openapi_extra=openapi_body(_MULTIPART_SCHEMA, "ModerateJSONRequest"),
 )
 async def moderate(request: Request, mod: Annotated[Moderator, Depends(moderator)]) -> ModerateResponse:
-    source, policy_name = await _parse(request)
+    source, policy_name = await parse_one_source(request)
     return await run_in_threadpool(_judge, mod, source, policy_name)
 
 
-def _judge(mod: Moderator, source: ImageSource, policy_name: str | None) -> ModerateResponse:
+def _judge(mod: Moderator, source: RequestSource, policy_name: str | None) -> ModerateResponse:
     started = time.perf_counter()
     policy = mod.policy(policy_name)
-    decision = mod.moderate([mod.decode(source.read(mod.settings))], policy)[0]
+    decision = mod.moderate([mod.decode(source.read_image(mod.settings))], policy)[0]
     elapsed_ms = (time.perf_counter() - started) * 1000
     log_verdict(source.label, decision, elapsed_ms)
     return ModerateResponse.from_decision(decision, mod.model_id, elapsed_ms)

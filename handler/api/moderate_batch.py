@@ -18,7 +18,7 @@ from handler.api.schemas import (
     BatchResponse,
     ModerateResponse,
 )
-from handler.api.sources import ImageSource
+from handler.api.sources import RequestSource
 from handler.core.moderator import Moderator
 from handler.exceptions import InputError, PayloadTooLarge
 
@@ -42,18 +42,21 @@ _MULTIPART_SCHEMA: dict[str, Any] = {
 }
 
 
-async def _parse(request: Request, limit: int) -> tuple[list[ImageSource], str | None]:
+async def _parse(request: Request, limit: int) -> tuple[list[RequestSource], str | None]:
     if content_type_of(request) == "application/json":
         body = await parse_json(request, BatchJSONRequest)
-        sources, policy = [ImageSource.from_json(item) for item in body.items], body.policy
+        sources, policy = (
+            [RequestSource.from_fields(i.url, i.image_base64, i.s3) for i in body.items],
+            body.policy,
+        )
     else:
         form = await request.form(max_files=limit + 1, max_fields=limit + 8)
         sources = [
-            ImageSource.upload(f.file, f.filename)
+            RequestSource.upload(f.file, f.filename)
             for f in form.getlist("images")
             if isinstance(f, UploadFile)
         ]
-        sources += [ImageSource.url(u) for u in form.getlist("locations") if isinstance(u, str) and u]
+        sources += [RequestSource.url(u) for u in form.getlist("locations") if isinstance(u, str) and u]
         policy = form_text(form.get("policy"))
     if not sources:
         raise InputError("send at least one image: `images` files or `locations` URLs (JSON: `items`)")
@@ -73,14 +76,14 @@ async def moderate_batch(request: Request, mod: Annotated[Moderator, Depends(mod
     return await run_in_threadpool(_judge_all, mod, sources, policy_name)
 
 
-def _judge_all(mod: Moderator, sources: list[ImageSource], policy_name: str | None) -> BatchResponse:
+def _judge_all(mod: Moderator, sources: list[RequestSource], policy_name: str | None) -> BatchResponse:
     started = time.perf_counter()
     policy = mod.policy(policy_name)
     results = [BatchItemResult(index=i, source=s.label) for i, s in enumerate(sources)]
     images, judged = [], []
     for item, source in zip(results, sources, strict=True):
         try:
-            images.append(mod.decode(source.read(mod.settings)))
+            images.append(mod.decode(source.read_image(mod.settings)))
             judged.append(item)
         except InputError as exc:  # one bad item does not sink the batch
             item.error = BatchItemError(status=exc.status_code, detail=exc.detail)

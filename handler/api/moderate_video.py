@@ -12,12 +12,12 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 
 from handler.api.deps import moderator
-from handler.api.moderate import content_type_of, form_text, openapi_body, parse_json
+from handler.api.moderate import openapi_body, parse_one_source
+from handler.api.sources import RequestSource
 from handler.api.video_schemas import VideoJSONRequest, VideoModerateResponse
-from handler.api.video_sources import VideoSource
+from handler.api.video_sources import video_chunks
 from handler.core.moderator import Moderator
 from handler.exceptions import InputError
 from handler.inputs.images import sniff_image_format
@@ -39,20 +39,11 @@ _MULTIPART_SCHEMA: dict[str, Any] = {
 _BODY_OVERHEAD = 1024 * 1024  # multipart headers and fields, or JSON around the base64
 
 
-async def _parse(request: Request, limit: int) -> tuple[VideoSource, str | None]:
+async def _parse(request: Request, limit: int) -> tuple[RequestSource, str | None]:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit * 4 // 3 + _BODY_OVERHEAD:  # base64 is 4/3 the bytes
         raise too_large(int(declared), limit)
-    if content_type_of(request) == "application/json":
-        body = await parse_json(request, VideoJSONRequest)
-        return VideoSource.from_json(body), body.policy
-    form = await request.form(max_files=1, max_fields=8)
-    video, location, policy = form.get("video"), form.get("location"), form.get("policy")
-    if isinstance(video, UploadFile) and not location:
-        return VideoSource.upload(video.file, video.filename), form_text(policy)
-    if video is None and isinstance(location, str) and location:
-        return VideoSource.url(location), form_text(policy)
-    raise InputError("send exactly one of: a `video` file, or a `location` URL")
+    return await parse_one_source(request, VideoJSONRequest, file_field="video")
 
 
 @router.post(
@@ -103,12 +94,12 @@ def video_kind(head: bytes) -> str:
 
 
 def _judge(
-    mod: Moderator, source: VideoSource, policy_name: str | None, started: float, cap_s: float | None = None
+    mod: Moderator, source: RequestSource, policy_name: str | None, started: float, cap_s: float | None = None
 ) -> VideoModerateResponse:
     timer = time.perf_counter()
     policy = mod.policy(policy_name)
     settings = mod.settings
-    with spooled(source.chunks(settings), settings.max_video_bytes) as path:
+    with spooled(video_chunks(source, settings), settings.max_video_bytes) as path:
         kind = video_kind(head_of(path))
         verdict = moderate_video(
             path,

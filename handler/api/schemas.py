@@ -31,6 +31,13 @@ class S3Reference(BaseModel):
     version_id: str | None = Field(default=None, description="A specific object version.")
 
 
+def require_one_source(body: BaseModel, fields: tuple[str, ...]) -> None:
+    """A JSON body names exactly one of its source fields."""
+    given = [name for name in fields if getattr(body, name) is not None]
+    if len(given) != 1:
+        raise ValueError(f"give exactly one of {', '.join(fields)} (got {', '.join(given) or 'none'})")
+
+
 class ImageSourceJSON(BaseModel):
     """Exactly one image source."""
 
@@ -42,11 +49,7 @@ class ImageSourceJSON(BaseModel):
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> ImageSourceJSON:
-        given = [name for name in ("url", "image_base64", "s3") if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                f"give exactly one of url, image_base64 or s3 (got {', '.join(given) or 'none'})"
-            )
+        require_one_source(self, ("url", "image_base64", "s3"))
         return self
 
 

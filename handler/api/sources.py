@@ -1,11 +1,12 @@
-"""Image sources named in a request, read lazily (inside a worker thread) with the service's limits."""
+"""What a request names as its media (an upload, a URL, base64 text or an S3 object), read lazily inside
+a worker thread with the service's limits. Images read whole; videos stream (handler.api.video_sources)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
 
-from handler.api.schemas import ImageSourceJSON
+from handler.api.schemas import S3Reference
 from handler.inputs.sources import from_base64, from_s3, from_url, read_upload
 from handler.settings import Settings
 
@@ -13,29 +14,30 @@ Kind = Literal["upload", "url", "base64", "s3"]
 
 
 @dataclass(frozen=True)
-class ImageSource:
+class RequestSource:
     kind: Kind
     value: Any
     label: str
 
     @classmethod
-    def upload(cls, stream: BinaryIO, filename: str | None) -> ImageSource:
+    def upload(cls, stream: BinaryIO, filename: str | None) -> RequestSource:
         return cls("upload", stream, filename or "upload")
 
     @classmethod
-    def url(cls, url: str) -> ImageSource:
+    def url(cls, url: str) -> RequestSource:
         return cls("url", url, url)
 
     @classmethod
-    def from_json(cls, item: ImageSourceJSON) -> ImageSource:
-        if item.url is not None:
-            return cls.url(item.url)
-        if item.image_base64 is not None:
-            return cls("base64", item.image_base64, "base64")
-        assert item.s3 is not None  # the model's validator guarantees exactly one source
-        return cls("s3", item.s3, f"s3://{item.s3.bucket}/{item.s3.key}")
+    def from_fields(cls, url: str | None, base64_text: str | None, s3: S3Reference | None) -> RequestSource:
+        """The one source a JSON body gave (its model's validator guarantees exactly one)."""
+        if url is not None:
+            return cls.url(url)
+        if base64_text is not None:
+            return cls("base64", base64_text, "base64")
+        assert s3 is not None
+        return cls("s3", s3, f"s3://{s3.bucket}/{s3.key}")
 
-    def read(self, settings: Settings) -> bytes:
+    def read_image(self, settings: Settings) -> bytes:
         if self.kind == "upload":
             return read_upload(self.value, settings)
         if self.kind == "url":

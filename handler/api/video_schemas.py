@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from handler.api.schemas import S3Reference
+from handler.api.schemas import S3Reference, require_one_source
 from handler.core.policy import Action
 from handler.video.verdict import Segment, VideoVerdict
 
@@ -21,11 +21,7 @@ class VideoJSONRequest(BaseModel):
 
     @model_validator(mode="after")
     def _exactly_one_source(self) -> VideoJSONRequest:
-        given = [name for name in ("url", "video_base64", "s3") if getattr(self, name) is not None]
-        if len(given) != 1:
-            raise ValueError(
-                f"give exactly one of url, video_base64 or s3 (got {', '.join(given) or 'none'})"
-            )
+        require_one_source(self, ("url", "video_base64", "s3"))
         return self
 
 
