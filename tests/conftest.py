@@ -35,6 +35,16 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_random_checkpoint(tmp_path_factory.mktemp("tiny-clip"), size="tiny")
 
 
+@pytest.fixture(scope="session")
+def baked(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny checkpoint after `python -m handler bake`'s code: TorchScript towers, text embeddings."""
+    from handler.tools.bake import bake
+
+    out = tmp_path_factory.mktemp("baked") / "model"
+    bake(out, "test/tiny-clip", from_dir=tiny_model_dir)
+    return out
+
+
 @pytest.fixture(scope="session", autouse=True)
 def model_env(tiny_model_dir: Path) -> Iterator[None]:
     """MODEL_DIR points at the tiny checkpoint for the whole run, as a deployment would set it."""
@@ -67,6 +77,22 @@ def make_moderator(moderator: Moderator) -> Callable[..., Moderator]:
     def build(**overrides: Any) -> Moderator:
         settings = Settings(**{"model_dir": moderator.settings.model_dir, **overrides})
         return Moderator(moderator.encoder, PolicySet.from_paths(settings.moderation_policy), settings)
+
+    return build
+
+
+@pytest.fixture
+def forced(tmp_path: Path, make_moderator: Callable[..., Moderator]) -> Callable[..., Moderator]:
+    """A moderator whose default policy forces a verdict, quarantining into QUARANTINE/PREFIX."""
+    from tests.s3_doubles import PREFIX, QUARANTINE, write_policy
+
+    def build(verdict: str, **settings: Any) -> Moderator:
+        return make_moderator(
+            moderation_policy=[write_policy(tmp_path, verdict)],
+            quarantine_bucket=QUARANTINE,
+            quarantine_prefix=PREFIX,
+            **settings,
+        )
 
     return build
 

@@ -22,13 +22,6 @@ from handler.tools.bake import bake
 ROOT = Path(__file__).parents[1]
 
 
-@pytest.fixture(scope="module")
-def baked(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("baked") / "model"
-    bake(out, "test/tiny-clip", from_dir=tiny_model_dir)
-    return out
-
-
 def test_bake_keeps_only_inference_files(baked: Path) -> None:
     files = sorted(str(p.relative_to(baked)) for p in baked.rglob("*") if p.is_file())
     assert "model.safetensors" in files

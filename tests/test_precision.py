@@ -17,18 +17,10 @@ from handler.core import model as model_module
 from handler.core.model import Precision, load_encoder
 from handler.core.policy import default_policy
 from handler.settings import Settings
-from handler.tools.bake import bake
 from handler.tools.parity import compare
 from tests.conftest import image_bytes
 
 ROOT = Path(__file__).parents[1]
-
-
-@pytest.fixture(scope="module")
-def baked(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("baked-precision") / "model"
-    bake(out, "test/tiny-clip", from_dir=tiny_model_dir)
-    return out
 
 
 @pytest.fixture

@@ -21,21 +21,6 @@ PDF = b"%PDF-1.7\n%\xe2\xe3\xcf\xd3\n1 0 obj\n<< /Type /Catalog >>\nendobj\ntrai
 MODERATION_KEYS = {VERDICT, POLICY, TOP, SCORE}
 
 
-@pytest.fixture
-def forced(tmp_path: Path, make_moderator: Callable[..., Moderator]) -> Callable[..., Moderator]:
-    """A moderator whose default policy forces a verdict, quarantining into QUARANTINE/PREFIX."""
-
-    def build(verdict: str, **settings: Any) -> Moderator:
-        return make_moderator(
-            moderation_policy=[write_policy(tmp_path, verdict)],
-            quarantine_bucket=QUARANTINE,
-            quarantine_prefix=PREFIX,
-            **settings,
-        )
-
-    return build
-
-
 def put(s3: Any, key: str, body: bytes, **extra: Any) -> str:
     """Upload and return the new version id."""
     response = s3.put_object(Bucket=UPLOADS, Key=key, Body=body, **extra)

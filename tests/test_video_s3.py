@@ -17,25 +17,10 @@ from handler.s3.tags import FIRST_FLAGGED, POLICY, REASON, SCORE, TOP, VERDICT
 from handler.s3.video import InvocationClock, VideoDeferred
 from handler.settings import Settings
 from tests.event_loader import load_event
-from tests.s3_doubles import PREFIX, QUARANTINE, UPLOADS, S3Proxy, exists, make_buckets, tags_of, write_policy
+from tests.s3_doubles import PREFIX, QUARANTINE, UPLOADS, S3Proxy, exists, make_buckets, tags_of
 from tests.video_media import BLUE, GREEN, RED, animation, make_audio_only, make_video, needs
 
 pytestmark = needs("libx264")
-
-
-@pytest.fixture
-def forced(tmp_path: Path, make_moderator: Callable[..., Moderator]) -> Callable[..., Moderator]:
-    """A moderator whose default policy forces a verdict, quarantining into QUARANTINE/PREFIX."""
-
-    def build(verdict: str, **settings: Any) -> Moderator:
-        return make_moderator(
-            moderation_policy=[write_policy(tmp_path, verdict)],
-            quarantine_bucket=QUARANTINE,
-            quarantine_prefix=PREFIX,
-            **settings,
-        )
-
-    return build
 
 
 @pytest.fixture
