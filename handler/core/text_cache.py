@@ -20,6 +20,7 @@ class TextEmbeddingCache:
         self._encode = encode
         self._max_entries = max_entries
         self._entries: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()
+        self._ensembles: dict[tuple[tuple[str, ...], ...], torch.Tensor] = {}  # one per policy in use
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
@@ -46,14 +47,19 @@ class TextEmbeddingCache:
     def policy(self, policy: Policy) -> torch.Tensor:
         """(C, D) class embeddings: per category, the normalised mean of its normalised prompt embeddings.
         Only prompt categories have a row (head categories are scored by their head)."""
-        prompted = [c for c in policy.categories if c.prompts]
-        if not prompted:
+        groups = tuple(c.prompts for c in policy.categories if c.prompts)
+        if not groups:
             return torch.empty(0, 0)
-        prompts = [p for c in prompted for p in c.prompts]
-        all_embeddings = self.texts(prompts)
+        with self._lock:
+            cached = self._ensembles.get(groups)
+        if cached is not None:  # the per-request path: no averaging again
+            return cached
+        all_embeddings = self.texts([p for group in groups for p in group])
         rows, start = [], 0
-        for category in prompted:
-            end = start + len(category.prompts)
-            rows.append(all_embeddings[start:end].mean(dim=0))
-            start = end
-        return torch.nn.functional.normalize(torch.stack(rows), dim=-1)
+        for group in groups:
+            rows.append(all_embeddings[start : start + len(group)].mean(dim=0))
+            start += len(group)
+        matrix = torch.nn.functional.normalize(torch.stack(rows), dim=-1)
+        with self._lock:
+            self._ensembles[groups] = matrix
+        return matrix
