@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 
 from handler.core.fingerprint import write_fingerprint
-from handler.core.model import CHECKPOINT_FILES, TEXT_LENGTH
+from handler.core.model import CHECKPOINT_FILES, TEXT_LENGTH, ClipEncoder, load_encoder
 from handler.core.text_embeddings import save_text_embeddings
 from handler.core.towers import export_towers
 from handler.exceptions import ConfigurationError
@@ -54,21 +54,19 @@ def copy_checkpoint(source: Path, out: Path, model_id: str) -> None:
     (out / "MODEL_ID").write_text(model_id + "\n")
 
 
-def check_export_parity(out: Path) -> dict[str, float]:
+def check_export_parity(out: Path, exported: ClipEncoder) -> dict[str, float]:
     """The TorchScript towers must give the transformers embeddings; returns the worst differences."""
-    from handler.core.model import load_encoder
-
-    exported = load_encoder(Settings(model_dir=out, model_runtime="torchscript"))
     reference = load_encoder(Settings(model_dir=out, model_runtime="transformers"))
     generator = torch.Generator().manual_seed(0)
     side = exported.preprocess.crop_height
     pixels = torch.randn(3, 3, side, exported.preprocess.crop_width, generator=generator)
     texts = ["a photo of a cat", "an explicit photo", "x"]
-    image_diff = float((exported.encode_pixels(pixels) - reference.encode_pixels(pixels)).abs().max())
+    expected = reference.encode_pixels(pixels)
+    image_diff = float((exported.encode_pixels(pixels) - expected).abs().max())
     text_diff = float((exported.encode_texts(texts) - reference.encode_texts(texts)).abs().max())
     scale_diff = abs(exported.logit_scale - reference.logit_scale)
     bf16 = load_encoder(Settings(model_dir=out, model_runtime="torchscript", inference_precision="bf16"))
-    bf16_cosine = float((bf16.encode_pixels(pixels) * reference.encode_pixels(pixels)).sum(-1).min())
+    bf16_cosine = float((bf16.encode_pixels(pixels) * expected).sum(-1).min())
     if max(image_diff, text_diff) > PARITY_ATOL or scale_diff > 1e-4:
         raise RuntimeError(
             f"the TorchScript export differs from transformers (image {image_diff:.2e}, "
@@ -78,12 +76,10 @@ def check_export_parity(out: Path) -> dict[str, float]:
     return {"image_max_abs_diff": image_diff, "text_max_abs_diff": text_diff, "bf16_cosine_min": bf16_cosine}
 
 
-def precompute_text_embeddings(out: Path) -> int:
+def precompute_text_embeddings(out: Path, encoder: ClipEncoder) -> int:
     """Embeddings of the built-in policy's prompts and the default classes, saved beside the weights."""
-    from handler.core.model import load_encoder
     from handler.core.policy import default_policy
 
-    encoder = load_encoder(Settings(model_dir=out, model_runtime="torchscript"))
     policy = default_policy()
     groups = [tuple(p for c in policy.categories for p in c.prompts), DEFAULT_CLASSES]
     save_text_embeddings(out, {group: encoder.encode_texts(group) for group in groups})
@@ -96,8 +92,9 @@ def bake(out: Path, model_id: str, from_dir: Path | None = None) -> dict[str, ob
         raise ConfigurationError(f"{out} is not empty; bake into a new directory")
     copy_checkpoint(source, out, model_id)
     export_towers(out, TEXT_LENGTH)
-    parity = check_export_parity(out)
-    groups = precompute_text_embeddings(out)
+    exported = load_encoder(Settings(model_dir=out, model_runtime="torchscript"))
+    parity = check_export_parity(out, exported)
+    groups = precompute_text_embeddings(out, exported)
     fingerprint = write_fingerprint(out)  # trained heads check it; no hashing of weights at a cold start
     summary: dict[str, object] = {
         "model_id": model_id,
