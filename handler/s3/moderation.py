@@ -106,7 +106,10 @@ def moderate_objects(
     results: dict[tuple[str, str, str | None], ObjectResult] = {}
     pending: dict[tuple[str, str, str | None], _Pending] = {}
     clock = s3_video.InvocationClock(mod.settings)
-    unique = list({ref.identity: ref for ref in reversed(refs)}.values())[::-1]  # a duplicate: act once
+    first_of: dict[tuple[str, str, str | None], ObjectRef] = {}
+    for ref in refs:  # the same version twice in one batch (a duplicate delivery): act once
+        first_of.setdefault(ref.identity, ref)
+    unique = list(first_of.values())
 
     turns = _VideoTurns(len(unique))
 
