@@ -29,13 +29,17 @@ def _serve(args: argparse.Namespace) -> int:
 def _classify(args: argparse.Namespace) -> int:
     from handler.api.classify import parse_classes
     from handler.core.moderator import get_moderator
+    from handler.inputs.images import ImageLimits, decode_still
 
     labels = parse_classes(args.classes)
     mod = get_moderator()
+    limits, cfg = ImageLimits.from_settings(mod.settings), mod.encoder.preprocess
     status = 0
     for path in args.images:
         try:
-            result = mod.classify([mod.decode(Path(path).read_bytes())], labels, args.threshold)[0]
+            result = mod.classify(
+                [decode_still(Path(path).read_bytes(), limits, cfg)], labels, args.threshold
+            )[0]
             line = {
                 "image": path,
                 "prediction": result.prediction,

@@ -17,11 +17,14 @@ from handler.core.heads import HeadKind, load_head
 from handler.core.moderator import Moderator
 from handler.core.policy import load_policy_file
 from handler.evaluation.train_head import TrainOptions, train_head
+from handler.inputs.images import ImageLimits, decode_still
 from handler.s3.events import ObjectRef
 from handler.s3.moderation import moderate_objects
 from handler.s3.tags import VERDICT
 from tests.s3_doubles import UPLOADS, make_buckets, tags_of
 from tests.synthetic import scored_images, solid, solid_vs_stripes, stripes
+
+LIMITS = ImageLimits(max_bytes=10 * 1024 * 1024, max_pixels=40_000_000)
 
 
 @pytest.fixture(scope="module")
@@ -115,7 +118,7 @@ def test_moderate_returns_head_category_and_score_from_one_forward_pass(
     assert body["policy"] == "patterns"
     assert set(body["scores"]) == {"solid-probe", "meh", "fine"}
     assert body["scores"]["meh"] + body["scores"]["fine"] == pytest.approx(1.0), "prompts softmax together"
-    embedding = served.embed([served.decode(png(image))])
+    embedding = served.embed([decode_still(png(image), LIMITS, served.encoder.preprocess)])
     probe = load_head(policy_file.parent / "heads" / "probe.safetensors")
     expected = float(probe.predict(embedding)[0, probe.labels.index("solid")])
     assert body["scores"]["solid-probe"] == pytest.approx(expected, abs=1e-5)
@@ -175,7 +178,9 @@ def test_s3_flow_tags_the_score_after_the_verdict_tags(s3: Any, served: Moderato
 
     assert all(r.ok for r in results)
     tags = tags_of(s3, UPLOADS, "a.png", first)
-    expected = served.score_embeddings(served.embed([served.decode(body)]), served.policies.default)[0]
+    expected = served.score_embeddings(
+        served.embed([decode_still(body, LIMITS, served.encoder.preprocess)]), served.policies.default
+    )[0]
     assert float(tags["moderation-aesthetics"]) == pytest.approx(expected["aesthetics"], abs=1e-4)
     assert VERDICT in tags
     full = tags_of(s3, UPLOADS, "b.png", second)

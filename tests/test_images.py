@@ -13,11 +13,17 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from handler.core.moderator import Moderator
+from handler.core.preprocess import PreprocessConfig
 from handler.exceptions import InputError, PayloadTooLarge
-from handler.inputs.images import decode_image, sniff_image_format
+from handler.inputs.images import ImageLimits, decode_still, sniff_image_format
 from tests.conftest import image_bytes
 
-LIMITS = {"max_bytes": 10 * 1024 * 1024, "max_pixels": 40_000_000}
+LIMITS = ImageLimits(max_bytes=10 * 1024 * 1024, max_pixels=40_000_000)
+CFG = PreprocessConfig(shortest_edge=64, crop_height=64, crop_width=64)
+
+
+def decode(data: bytes, limits: ImageLimits = LIMITS) -> Image.Image:
+    return decode_still(data, limits, CFG)
 
 
 def encode(image: Image.Image, fmt: str, **save: object) -> bytes:
@@ -42,22 +48,23 @@ def png_with_declared_size(width: int, height: int) -> bytes:
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "GIF", "BMP", "TIFF", "WEBP", "ICO", "PPM", "TGA"])
 def test_common_formats_decode_to_rgb(fmt: str) -> None:
     source = Image.new("RGB", (64, 48), (10, 200, 30))
-    image = decode_image(encode(source, fmt), **LIMITS)
+    image = decode(encode(source, fmt))
     assert image.mode == "RGB"
-    assert image.size[0] * 3 == image.size[1] * 4  # ICO picks its own largest size, same aspect
+    assert image.size == (64, 64), "the model-sized centre region"
+    assert image.getpixel((32, 32)) == pytest.approx((10, 200, 30), abs=8)
 
 
 def test_sixteen_bit_png_is_scaled_not_clipped() -> None:
     array = np.full((32, 32), 32768, dtype=np.uint16)  # mid-grey in 16 bits
     data = encode(Image.fromarray(array), "PNG")
     assert Image.open(io.BytesIO(data)).mode.startswith("I")
-    pixel = decode_image(data, **LIMITS).getpixel((0, 0))
+    pixel = decode(data).getpixel((0, 0))
     assert pixel == (127, 127, 127) or pixel == (128, 128, 128)
 
 
 def test_cmyk_jpeg_becomes_rgb() -> None:
     data = encode(Image.new("CMYK", (40, 40), (0, 255, 255, 0)), "JPEG")
-    image = decode_image(data, **LIMITS)
+    image = decode(data)
     assert image.mode == "RGB"
     red, green, blue = image.getpixel((20, 20))  # type: ignore[misc]
     assert red > 200
@@ -69,34 +76,30 @@ def test_palette_gif_with_transparency_is_composited_on_white() -> None:
     image = Image.new("P", (20, 20), 0)
     image.putpalette([0, 0, 0] + [255, 0, 0] * 255)
     data = encode(image, "GIF", transparency=0)
-    assert decode_image(data, **LIMITS).getpixel((5, 5)) == (255, 255, 255)
+    assert decode(data).getpixel((5, 5)) == (255, 255, 255)
 
 
 def test_rgba_png_alpha_is_composited_on_white() -> None:
     data = encode(Image.new("RGBA", (20, 20), (0, 0, 0, 0)), "PNG")
-    assert decode_image(data, **LIMITS).getpixel((0, 0)) == (255, 255, 255)
+    assert decode(data).getpixel((0, 0)) == (255, 255, 255)
 
 
-def test_animated_gif_uses_the_first_frame() -> None:
+def test_still_decoding_of_an_animated_gif_uses_the_first_frame() -> None:
     frames = [Image.new("RGB", (16, 16), color) for color in [(255, 0, 0), (0, 0, 255)]]
     data = encode(frames[0], "GIF", save_all=True, append_images=frames[1:], duration=100)
-    red, _green, blue = decode_image(data, **LIMITS).getpixel((8, 8))  # type: ignore[misc]
+    red, _green, blue = decode(data).getpixel((8, 8))  # type: ignore[misc]
     assert red > 200
     assert blue < 50
 
 
 def test_exif_orientation_is_applied() -> None:
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90 degrees clockwise on display
-    data = encode(Image.new("RGB", (80, 40), (0, 0, 0)), "JPEG", exif=exif)
-    assert decode_image(data, **LIMITS).size == (40, 80)
-
-
-def test_jpeg_draft_mode_decodes_at_reduced_scale_but_covers_the_target() -> None:
-    data = encode(Image.new("RGB", (2048, 1536), (9, 9, 9)), "JPEG")
-    image = decode_image(data, draft=(224, 224), **LIMITS)
-    assert min(image.size) >= 224
-    assert image.size[0] < 2048
+    exif[0x0112] = 6  # rotate 90 degrees clockwise on display: the stored left half shows on top
+    stored = Image.new("RGB", (80, 40), (250, 0, 0))
+    stored.paste((0, 0, 250), (40, 0, 80, 40))
+    image = decode(encode(stored, "PNG", exif=exif))
+    assert image.getpixel((32, 4)) == pytest.approx((250, 0, 0), abs=10)
+    assert image.getpixel((32, 60)) == pytest.approx((0, 0, 250), abs=10)
 
 
 @pytest.mark.parametrize(
@@ -105,20 +108,20 @@ def test_jpeg_draft_mode_decodes_at_reduced_scale_but_covers_the_target() -> Non
         (b"", "empty"),
         (b"hello, I am plain text and not an image at all", "not an image"),
         (b"<svg xmlns='http://www.w3.org/2000/svg'></svg>", "not an image"),
-        (image_bytes("JPEG")[:200], "truncated or corrupt"),
-        (image_bytes("PNG")[:60], "truncated or corrupt"),
+        (image_bytes("JPEG")[:200], "jpeg image could not be decoded"),
+        (image_bytes("PNG")[:60], "png image could not be decoded"),
     ],
     ids=["zero-bytes", "text", "svg", "truncated-jpeg", "truncated-png"],
 )
 def test_undecodable_input_is_an_input_error_naming_the_problem(data: bytes, message: str) -> None:
     with pytest.raises(InputError, match=message) as info:
-        decode_image(data, **LIMITS)
+        decode(data)
     assert info.value.status_code == 400
 
 
 def test_huge_declared_dimensions_are_refused_before_decoding() -> None:
     with pytest.raises(PayloadTooLarge, match="pixels") as info:
-        decode_image(png_with_declared_size(100_000, 100_000), **LIMITS)
+        decode(png_with_declared_size(100_000, 100_000))
     assert info.value.status_code == 413
 
 
@@ -126,12 +129,12 @@ def test_decompression_bomb_within_the_byte_limit_is_refused() -> None:
     bomb = encode(Image.new("L", (10_000, 10_000), 0), "PNG")  # ~100 kB compressed, 100 MP decoded
     assert len(bomb) < 1_000_000
     with pytest.raises(PayloadTooLarge):
-        decode_image(bomb, **LIMITS)
+        decode(bomb)
 
 
 def test_byte_limit_is_enforced() -> None:
     with pytest.raises(PayloadTooLarge, match="bytes"):
-        decode_image(image_bytes("PNG"), max_bytes=100, max_pixels=10**8)
+        decode(image_bytes("PNG"), ImageLimits(max_bytes=100, max_pixels=10**8))
 
 
 def test_magic_numbers_identify_images_regardless_of_names() -> None:

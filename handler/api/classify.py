@@ -12,6 +12,7 @@ from handler.api.deps import moderator
 from handler.api.schemas import ClassifyResponse, ClassifyResult, OriginalPayload
 from handler.core.moderator import Moderator
 from handler.exceptions import InputError
+from handler.inputs.images import ImageLimits, decode_still
 from handler.inputs.sources import from_url, read_upload
 from handler.logs import log_decision
 
@@ -65,7 +66,11 @@ def classify(
         data = read_upload(image.file, mod.settings)
     else:
         data = from_url(str(location), mod.settings)
-    result = mod.classify([mod.decode(data)], labels, threshold)[0]
+    result = mod.classify(
+        [decode_still(data, ImageLimits.from_settings(mod.settings), mod.encoder.preprocess)],
+        labels,
+        threshold,
+    )[0]
     log_decision(
         logger,
         event="classify",

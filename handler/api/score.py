@@ -15,6 +15,7 @@ from handler.api.moderate import openapi_body, parse_one_source
 from handler.api.sources import RequestSource
 from handler.core.moderator import Moderator
 from handler.exceptions import InputError
+from handler.inputs.images import ImageLimits, decode_still
 from handler.logs import log_decision
 
 router = APIRouter(tags=["score"])
@@ -58,7 +59,8 @@ def _score(mod: Moderator, source: RequestSource, policy_name: str | None) -> Sc
         raise InputError(
             f"policy {policy.name!r} has no score heads; list them under `scores:` in the policy"
         )
-    embeddings = mod.embed([mod.decode(source.read_image(mod.settings))])
+    limits = ImageLimits.from_settings(mod.settings)
+    embeddings = mod.embed([decode_still(source.read_image(mod.settings), limits, mod.encoder.preprocess)])
     scores = mod.score_embeddings(embeddings, policy)[0]
     elapsed_ms = (time.perf_counter() - started) * 1000
     log_decision(

@@ -53,14 +53,13 @@ class Moderator:
         return policy
 
     def decode(self, data: bytes) -> Image.Image:
-        from handler.inputs.images import decode_image
+        """Deprecated: the S3 flow's last use; decoding lives in `handler.inputs` (`decode_still`, `media`).
 
-        return decode_image(
-            data,
-            max_bytes=self.settings.max_image_bytes,
-            max_pixels=self.settings.max_image_pixels,
-            draft=self.encoder.preprocess.draft_size,
-        )
+        Returns the model-sized region (`handler.core.preprocess.model_image`), not the full image.
+        """
+        from handler.inputs.images import ImageLimits, decode_still
+
+        return decode_still(data, ImageLimits.from_settings(self.settings), self.encoder.preprocess)
 
     def embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
         return self.encoder.encode_images(images)

@@ -1,12 +1,17 @@
-"""CLIP image preprocessing without transformers: resize, centre-crop, normalise, one copy.
+"""CLIP image preprocessing without transformers, in memory bounded by the model's input size.
 
 Reads the checkpoint's `preprocessor_config.json` so the numbers always match the model it serves.
-Equivalent to `CLIPImageProcessor` (tested against it) but works on PIL images straight to one tensor.
+Equivalent to `CLIPImageProcessor` (tested against it): scale the short side to `shortest_edge`, crop the
+centre, normalise. It never builds the scaled image: `model_image` resamples only the source region the
+crop needs, a band of rows at a time, converting each band to RGB (16-bit tones scaled, alpha composited
+on white) on the way. So a 20000x1 strip or a 6000x6000 RGBA image costs the decoded image plus a few
+small buffers, never a scaled copy of the whole thing.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +19,38 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+
+#: Pixels converted to RGB at once (one band of rows of the source region).
+BAND_PIXELS = 1 << 20
+#: Images up to this many pixels, whose scaled copy is at most EXACT_SCALED_AREAS regions, are converted
+#: and scaled whole (Pillow's exact path); beyond either, in bands.
+EXACT_PIXELS = 4 << 20
+EXACT_SCALED_AREAS = 16
+_WHITE = (255, 255, 255, 255)
+_HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
+_ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
+#: EXIF orientation -> the transpose that shows the picture upright (as ImageOps.exif_transpose does).
+ORIENTATION_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+_SWAPS_AXES = frozenset(
+    {
+        Image.Transpose.TRANSPOSE,
+        Image.Transpose.TRANSVERSE,
+        Image.Transpose.ROTATE_90,
+        Image.Transpose.ROTATE_270,
+    }
+)
+#: Pillow's filter support radius per resampling filter (NEAREST, LANCZOS, BILINEAR, BICUBIC, BOX, HAMMING).
+_FILTER_SUPPORT = {0: 0.0, 1: 3.0, 2: 1.0, 3: 2.0, 4: 0.5, 5: 1.0}
+
+Box = tuple[float, float, float, float]
 
 
 @dataclass(frozen=True)
@@ -52,29 +89,147 @@ class PreprocessConfig:
         """The smallest decode size that still covers the resize target (for JPEG draft mode)."""
         return (self.shortest_edge, self.shortest_edge)
 
+    @property
+    def region(self) -> tuple[int, int]:
+        """The most `model_image` returns: the crop, or the scaled short side where that is larger."""
+        return (max(self.shortest_edge, self.crop_width), max(self.shortest_edge, self.crop_height))
 
-def _resize_and_crop(image: Image.Image, cfg: PreprocessConfig) -> Image.Image:
+
+def model_image(image: Image.Image, cfg: PreprocessConfig, orientation: int = 1) -> Image.Image:
+    """Any decoded image -> the RGB region of it the model sees, at most `cfg.region` pixels.
+
+    The result is the centre of the image scaled so its short side is `shortest_edge`, cut to at most
+    `cfg.region` (224x224 for CLIP): what `to_pixel_values` crops from. Feeding it back in returns it
+    unchanged, so callers may keep only these small images between decoding and the forward pass.
+    `orientation` is the EXIF orientation (1-8) to show the picture upright.
+
+    Ordinary images (at most EXACT_PIXELS, aspect ratio within reason) take Pillow's own path, scale
+    then crop, bit for bit what the model always saw. Larger or extreme ones are resampled in bands
+    (`_resample`): the same filter, rounding in a different order (a level or two on natural images).
+    """
+    transpose = ORIENTATION_TRANSPOSE.get(orientation)
     width, height = image.size
+    swapped = transpose in _SWAPS_AXES
+    shown_w, shown_h = (height, width) if swapped else (width, height)
+    scaled, left, top, out_w, out_h = _region(shown_w, shown_h, cfg)
+    if (out_w, out_h) == (shown_w, shown_h) and image.mode == "RGB" and transpose is None:
+        return image  # already a region
+    region_w, region_h = cfg.region
+    if width * height <= EXACT_PIXELS and scaled[0] * scaled[1] <= EXACT_SCALED_AREAS * region_w * region_h:
+        rgb = _to_rgb(image, _tone_scale(image))
+        if transpose is not None:
+            rgb = rgb.transpose(transpose)
+        if scaled != rgb.size:
+            rgb = rgb.resize(scaled, resample=Image.Resampling(cfg.resample))
+        return rgb.crop((left, top, left + out_w, top + out_h))
+    scale_x, scale_y = shown_w / scaled[0], shown_h / scaled[1]
+    box = (left * scale_x, top * scale_y, (left + out_w) * scale_x, (top + out_h) * scale_y)
+    if swapped:
+        out_w, out_h = out_h, out_w
+    rgb = _resample(image, _unrotate(box, transpose, width, height), (out_w, out_h), cfg.resample)
+    return rgb.transpose(transpose) if transpose is not None else rgb
+
+
+def _region(width: int, height: int, cfg: PreprocessConfig) -> tuple[tuple[int, int], int, int, int, int]:
+    """The scaled size of an upright image, and the region's place and size in it."""
     short, long = (width, height) if width <= height else (height, width)
     new_short, new_long = cfg.shortest_edge, int(cfg.shortest_edge * long / short)
     new_w, new_h = (new_short, new_long) if width <= height else (new_long, new_short)
-    if (new_w, new_h) != (width, height):
-        image = image.resize((new_w, new_h), resample=Image.Resampling(cfg.resample))
-    top = (new_h - cfg.crop_height) // 2
-    left = (new_w - cfg.crop_width) // 2
-    if top < 0 or left < 0:  # narrower than the crop: pad like transformers does, with zeros
-        canvas = Image.new("RGB", (max(new_w, cfg.crop_width), max(new_h, cfg.crop_height)))
-        canvas.paste(image, (max(-left, 0), max(-top, 0)))
-        image, top, left = canvas, max(top, 0), max(left, 0)
-    return image.crop((left, top, left + cfg.crop_width, top + cfg.crop_height))
+    region_w, region_h = cfg.region
+    out_w, out_h = min(new_w, region_w), min(new_h, region_h)
+    # Placed so that to_pixel_values' centre crop of the region is the centre crop of the scaled image.
+    left = (new_w - cfg.crop_width) // 2 - (out_w - cfg.crop_width) // 2
+    top = (new_h - cfg.crop_height) // 2 - (out_h - cfg.crop_height) // 2
+    return (new_w, new_h), left, top, out_w, out_h
+
+
+def _unrotate(box: Box, transpose: Image.Transpose | None, width: int, height: int) -> Box:
+    """A box in the upright picture -> the same pixels' box in the stored image of `width` x `height`."""
+    left, top, right, bottom = box
+    T = Image.Transpose
+    if transpose is None:
+        return box
+    return {
+        T.FLIP_LEFT_RIGHT: (width - right, top, width - left, bottom),
+        T.FLIP_TOP_BOTTOM: (left, height - bottom, right, height - top),
+        T.ROTATE_180: (width - right, height - bottom, width - left, height - top),
+        T.TRANSPOSE: (top, left, bottom, right),
+        T.ROTATE_90: (width - bottom, left, width - top, right),
+        T.ROTATE_270: (top, height - right, bottom, height - left),
+        T.TRANSVERSE: (width - bottom, height - right, width - top, height - left),
+    }[transpose]
+
+
+def _resample(image: Image.Image, box: Box, size: tuple[int, int], resample: int) -> Image.Image:
+    """`image.convert("RGB").resize(size, box=box)`, without converting or scaling more than the box.
+
+    Pillow resamples in two passes, horizontal then vertical, rounding to 8 bits in between; this does
+    the same, the horizontal pass one band of source rows at a time (each band converted to RGB first),
+    so the only full-height buffer is `size[0]` pixels wide.
+    """
+    left, top, right, bottom = box
+    out_w, out_h = size
+    margin_x = _FILTER_SUPPORT[resample] * max((right - left) / out_w, 1.0) + 2
+    margin_y = _FILTER_SUPPORT[resample] * max((bottom - top) / out_h, 1.0) + 2
+    x0, x1 = max(0, math.floor(left - margin_x)), min(image.width, math.ceil(right + margin_x))
+    y0, y1 = max(0, math.floor(top - margin_y)), min(image.height, math.ceil(bottom + margin_y))
+    tone = _tone_scale(image)
+    rows_per_band = max(1, BAND_PIXELS // (x1 - x0))
+    columns = Image.new("RGB", (out_w, y1 - y0))
+    for band_top in range(y0, y1, rows_per_band):
+        band_bottom = min(y1, band_top + rows_per_band)
+        band = _to_rgb(image.crop((x0, band_top, x1, band_bottom)), tone)
+        rows = band_bottom - band_top
+        columns.paste(
+            band.resize((out_w, rows), resample, box=(left - x0, 0, right - x0, rows)), (0, band_top - y0)
+        )
+    return columns.resize(size, resample, box=(0, top - y0, out_w, bottom - y0))
+
+
+def _tone_scale(image: Image.Image) -> float:
+    """For 16-bit and float images, the value that becomes 255 (from the whole image, not one band)."""
+    if image.mode not in _HIGH_DEPTH_MODES:
+        return 255.0
+    extrema = image.getextrema()
+    top = float(extrema[1]) if isinstance(extrema[1], int | float) else 0.0
+    return 255.0 if top <= 255.0 else 65535.0 if top <= 65535.0 else top
+
+
+def _to_rgb(image: Image.Image, tone: float = 255.0) -> Image.Image:
+    """One band as RGB: tones scaled to 8 bits (never clipped), transparency composited on white."""
+    if image.mode == "RGB":
+        return image
+    if image.mode in _HIGH_DEPTH_MODES:
+        array = np.asarray(image).astype(np.float64) * (255.0 / tone)
+        return Image.fromarray(np.clip(array, 0, 255).astype(np.uint8), mode="L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in _ALPHA_MODES:
+        rgba = image.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, _WHITE), rgba).convert("RGB")
+    return image.convert("RGB")
 
 
 def to_pixel_values(images: Sequence[Image.Image], cfg: PreprocessConfig) -> torch.Tensor:
-    """RGB PIL images -> a normalised float32 batch of shape (N, 3, H, W)."""
+    """Images (any mode; `model_image` results pass through unscaled) -> a normalised float32 batch of
+    shape (N, 3, H, W)."""
     batch = np.empty((len(images), cfg.crop_height, cfg.crop_width, 3), dtype=np.uint8)
     for i, image in enumerate(images):
-        batch[i] = np.asarray(_resize_and_crop(image, cfg))
+        batch[i] = np.asarray(_centre_crop(model_image(image, cfg), cfg))
     tensor = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
     scale = torch.tensor([255.0 * s for s in cfg.std]).view(1, 3, 1, 1)
     shift = torch.tensor([255.0 * m for m in cfg.mean]).view(1, 3, 1, 1)
     return ((tensor - shift) / scale).contiguous()
+
+
+def _centre_crop(image: Image.Image, cfg: PreprocessConfig) -> Image.Image:
+    width, height = image.size
+    top = (height - cfg.crop_height) // 2
+    left = (width - cfg.crop_width) // 2
+    if top < 0 or left < 0:  # narrower than the crop: pad like transformers does, with zeros
+        canvas = Image.new("RGB", (max(width, cfg.crop_width), max(height, cfg.crop_height)))
+        canvas.paste(image, (max(-left, 0), max(-top, 0)))
+        image, top, left = canvas, max(top, 0), max(left, 0)
+    if (left, top, image.width, image.height) == (0, 0, cfg.crop_width, cfg.crop_height):
+        return image
+    return image.crop((left, top, left + cfg.crop_width, top + cfg.crop_height))

@@ -17,6 +17,7 @@ from handler.core.moderator import Moderator
 from handler.evaluation.datasets import Sample, read_sample
 from handler.evaluation.embedding_cache import EmbeddingCache
 from handler.exceptions import InputError
+from handler.inputs.images import ImageLimits, decode_still
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ def embed_samples(
     rows: list[npt.NDArray[np.float32]] = []
     skipped: list[dict[str, str]] = []
     cached = 0
+    limits = ImageLimits.from_settings(mod.settings)
     bar = _progress(len(samples), progress)
     try:
         for start in range(0, len(samples), batch_size):
@@ -98,7 +100,7 @@ def embed_samples(
                     continue
                 began = time.perf_counter()
                 try:
-                    image = mod.decode(data)
+                    image = decode_still(data, limits, mod.encoder.preprocess)
                 except InputError as exc:
                     skipped.append({"ref": sample.ref, "error": exc.detail})
                     continue

@@ -1,17 +1,28 @@
-"""Image input: bytes in, one RGB PIL image out, within byte and pixel limits."""
+"""Image input: untrusted bytes in, a small model-sized RGB image out, within byte and pixel limits.
+
+One rule for every decode of user bytes (`decoding`): any exception is an InputError naming the format,
+never a 500; pixel bombs are PayloadTooLarge; Pillow's warnings about broken data are logged, once each.
+"""
 
 from __future__ import annotations
 
 import io
+import logging
 import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from handler.core.preprocess import PreprocessConfig, model_image
 from handler.exceptions import InputError, PayloadTooLarge
+from handler.logs import log_decision
+from handler.settings import Settings
 
-# Pillow's own bomb check stays on as a second line of defence; ours is stricter and runs first.
-_WHITE = (255, 255, 255)
+logger = logging.getLogger(__name__)
+
+_EXIF_ORIENTATION = 0x0112
 _IMAGE_MAGIC: tuple[tuple[bytes, int, str], ...] = (
     (b"\xff\xd8\xff", 0, "jpeg"),
     (b"\x89PNG\r\n\x1a\n", 0, "png"),
@@ -25,6 +36,16 @@ _IMAGE_MAGIC: tuple[tuple[bytes, int, str], ...] = (
     (b"ftypheic", 4, "heic"),
     (b"\x00\x00\x01\x00", 0, "ico"),
 )
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_bytes: int
+    max_pixels: int
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ImageLimits:
+        return cls(settings.max_image_bytes, settings.max_image_pixels)
 
 
 def sniff_image_format(head: bytes) -> str | None:
@@ -42,58 +63,99 @@ def check_size(size: int, limit: int) -> None:
         raise PayloadTooLarge(f"image is {size} bytes; the limit is {limit} bytes (MAX_IMAGE_BYTES)")
 
 
-def decode_image(
-    data: bytes, *, max_bytes: int, max_pixels: int, draft: tuple[int, int] | None = None
-) -> Image.Image:
-    """Decode any Pillow-readable image to RGB: first frame, EXIF orientation applied, alpha on white.
+def check_pixels(width: int, height: int, limit: int, what: str = "image") -> None:
+    if width * height > limit:
+        raise PayloadTooLarge(
+            f"{what} is {width}x{height} = {width * height} pixels; the limit is {limit} (MAX_IMAGE_PIXELS)"
+        )
 
-    `draft` lets JPEGs decode straight at a reduced scale that still covers that size (much faster).
+
+@contextmanager
+def decoding(name: str | Callable[[], str]) -> Iterator[None]:
+    """Run untrusted decoding: every exception becomes an InputError naming `what` (e.g. "png image").
+
+    `name` may be a function, called only when it is needed (naming a format can take a look-up).
     """
+    what = _Lazy(name)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            yield
+        except InputError:
+            raise
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise PayloadTooLarge(f"the {what} has too many pixels to decode safely: {exc}") from exc
+        except UnidentifiedImageError as exc:
+            raise InputError("the data is not an image in any format Pillow can read") from exc
+        except MemoryError as exc:
+            raise PayloadTooLarge(f"the {what} needs more memory to decode than this service has") from exc
+        except Exception as exc:  # any failure on user bytes is the input's fault
+            raise InputError(
+                f"the {what} could not be decoded (corrupt, truncated or unsupported): {exc}"
+            ) from exc
+    if caught:
+        log_decision(
+            logger, event="decode_warning", what=str(what), warnings=sorted({str(w.message) for w in caught})
+        )
+
+
+class _Lazy:
+    def __init__(self, name: str | Callable[[], str]) -> None:
+        self.name = name
+
+    def __str__(self) -> str:
+        if callable(self.name):
+            self.name = self.name()
+        return self.name
+
+
+def open_image(data: bytes, limits: ImageLimits) -> Image.Image:
+    """Open (not decode) an image within the byte and pixel limits. Call inside `decoding`."""
     if not data:
         raise InputError("the image is empty (0 bytes)")
-    check_size(len(data), max_bytes)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(io.BytesIO(data))
-            width, height = image.size
-            if width * height > max_pixels:
-                raise PayloadTooLarge(
-                    f"image is {width}x{height} = {width * height} pixels; "
-                    f"the limit is {max_pixels} (MAX_IMAGE_PIXELS)"
-                )
-            if getattr(image, "n_frames", 1) > 1:
-                image.seek(0)
-            if draft is not None and image.format == "JPEG":
-                image.draft("RGB", draft)
-            image.load()
-            return _to_rgb(ImageOps.exif_transpose(image))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise PayloadTooLarge(f"image has too many pixels to decode safely: {exc}") from exc
-    except UnidentifiedImageError as exc:
-        raise InputError("the data is not an image in any format Pillow can read") from exc
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise InputError(f"the image could not be decoded (truncated or corrupt): {exc}") from exc
+    check_size(len(data), limits.max_bytes)
+    image = Image.open(io.BytesIO(data))
+    check_pixels(*image.size, limits.max_pixels)
+    return image
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    if image.mode == "RGB":
-        return image
-    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
-        return Image.fromarray(_to_uint8(np.asarray(image)), mode="L").convert("RGB")
-    if image.mode == "P" and "transparency" in image.info:
-        image = image.convert("RGBA")
-    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (*_WHITE, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")
+def format_name(image: Image.Image | None, data: bytes) -> str:
+    """How messages name the format: Pillow's name once it opened, else the magic number's, else 'image'."""
+    name = image.format if image is not None and image.format else sniff_image_format(data[:16])
+    name = name or _pillow_format(data[:64])
+    return f"{name.lower()} image" if name else "image"
 
 
-def _to_uint8(array: np.ndarray) -> np.ndarray:
-    """Scale a 16-bit or float single-channel array to 0..255 instead of clipping it."""
-    array = array.astype(np.float64)
-    top = float(array.max()) if array.size else 0.0
-    scale = 255.0 if top <= 255.0 else 65535.0 if top <= 65535.0 else top
-    scaled: np.ndarray = np.clip(array * (255.0 / scale), 0, 255).astype(np.uint8)
-    return scaled
+def _pillow_format(head: bytes) -> str | None:
+    """The first Pillow plugin that claims these bytes (it may still fail to open them)."""
+    Image.init()
+    for name in Image.ID:
+        accept = Image.OPEN[name][1]
+        try:
+            if accept is not None and accept(head):
+                return name
+        except Exception:  # a plugin's check choking on odd bytes claims nothing
+            continue
+    return None
+
+
+def orientation(image: Image.Image) -> int:
+    """The EXIF orientation (1-8) of a still; 1 when it has none or an invalid one."""
+    value = image.getexif().get(_EXIF_ORIENTATION, 1)
+    return value if isinstance(value, int) and 1 <= value <= 8 else 1
+
+
+def decode_still(data: bytes, limits: ImageLimits, cfg: PreprocessConfig) -> Image.Image:
+    """Any Pillow-readable image (its first frame) -> the model-sized RGB region `model_image` gives.
+
+    EXIF orientation applied, transparency on white; JPEGs decode at a reduced scale that still covers
+    the model's input (much faster). Peak memory: one decoded image plus the model-sized result.
+    """
+    with decoding(lambda: format_name(None, data)):
+        image = open_image(data, limits)
+    with decoding(lambda: format_name(image, data)), image:
+        if image.format == "JPEG":
+            image.draft("RGB", cfg.draft_size)
+        image.load()
+        return model_image(image, cfg, orientation(image))
