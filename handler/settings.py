@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     video_time_limit_s: float | None = Field(
         default=None, gt=0, description="Most seconds one video may take; unset: FUNCTION_TIMEOUT_S - 10."
     )
+    video_sampling_key: str | None = Field(
+        default=None,
+        description="Secret that seeds where frames are sampled (per object); unset: random per process.",
+    )
     function_timeout_s: float = Field(
         default=30.0, gt=0, description="The Lambda function's timeout (the template sets it)."
     )

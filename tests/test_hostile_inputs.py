@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import io
+import json
 import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 from PIL import Image
+
+from handler.core.moderator import Moderator
+from handler.core.preprocess import model_image
+from handler.s3.events import ObjectRef
+from handler.s3.moderation import moderate_objects
+from handler.s3.tags import VERDICT
+from tests.s3_doubles import UPLOADS, make_buckets, tags_of
 
 ROUTES = ("/v1/moderate", "/classify/", "/v1/moderate/batch")
 
@@ -53,3 +64,85 @@ def test_a_recognised_format_pillow_cannot_decode_is_a_4xx_naming_it(client: Tes
         detail = body["detail"]
     assert status == 400
     assert "dds image could not be decoded" in str(detail)
+
+
+@pytest.fixture
+def split(
+    tmp_path: Path, make_moderator: Callable[..., Moderator], override_moderator: Callable[[Moderator], None]
+) -> tuple[Image.Image, Image.Image, Moderator]:
+    """Serve a policy that quarantines one picture and allows another (a threshold between their scores).
+
+    Returns (benign, flagged, the moderator serving that policy). The model has random weights, so the
+    pair is found by scoring candidates.
+    """
+    candidates = [Image.new("RGB", (48, 40), colour) for colour in COLOURS]
+    probe = make_moderator(moderation_policy=[write_threshold_policy(tmp_path, 1.0)])
+    regions = [model_image(c, probe.encoder.preprocess) for c in candidates]
+    scores = [d.scores["bad"] for d in probe.moderate(regions, probe.policies.default)]
+    low, high = scores.index(min(scores)), scores.index(max(scores))
+    assert scores[high] - scores[low] > 1e-4, scores
+    mod = make_moderator(
+        moderation_policy=[write_threshold_policy(tmp_path, (scores[low] + scores[high]) / 2)]
+    )
+    override_moderator(mod)
+    return candidates[low], candidates[high], mod
+
+
+COLOURS = [(0, 0, 0), (255, 255, 255), (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
+
+
+def write_threshold_policy(tmp_path: Path, threshold: float) -> Path:
+    path = tmp_path / f"split-{threshold}.json"
+    categories = [
+        {"name": "bad", "prompts": ["a bad thing"], "threshold": threshold, "action": "quarantine"},
+        {"name": "fine", "prompts": ["a fine thing"], "safe": True},
+    ]
+    path.write_text(json.dumps({"name": "split", "categories": categories}))
+    return path
+
+
+def multi_frame(fmt: str, frames: list[Image.Image]) -> bytes:
+    buffer = io.BytesIO()
+    frames[0].save(buffer, format=fmt, save_all=True, append_images=frames[1:], duration=500)
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF", "GIF", "WEBP"])
+def test_a_flagged_later_frame_decides_the_verdict(
+    client: TestClient, split: tuple[Image.Image, Image.Image, Moderator], fmt: str
+) -> None:
+    benign, flagged, _ = split
+    still = multi_frame(fmt, [benign])
+    status, body = post(client, "/v1/moderate", still)
+    assert (status, body["verdict"], body["frames"]) == (200, "allow", 1)
+    data = multi_frame(fmt, [benign, flagged])
+    status, body = post(client, "/v1/moderate", data)
+    assert (status, body["verdict"], body["frames"]) == (200, "quarantine", 2), body
+    status, body = post(client, "/v1/moderate/batch", data)
+    [item] = body["results"]  # type: ignore[misc]
+    assert (item["result"]["verdict"], item["result"]["frames"]) == ("quarantine", 2)
+
+
+def test_a_page_over_the_pixel_limit_is_refused_even_after_a_small_first_page(
+    client: TestClient,
+    make_moderator: Callable[..., Moderator],
+    override_moderator: Callable[[Moderator], None],
+) -> None:
+    override_moderator(make_moderator(max_image_pixels=10_000))
+    data = multi_frame("TIFF", [Image.new("RGB", (50, 50)), Image.new("RGB", (400, 400))])
+    status, body = post(client, "/v1/moderate", data)
+    assert status == 413
+    assert "frame 1" in str(body["detail"])
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "TIFF"])
+def test_the_s3_flow_judges_every_frame_too(
+    s3: Any, split: tuple[Image.Image, Image.Image, Moderator], fmt: str
+) -> None:
+    benign, flagged, mod = split
+    make_buckets(s3)
+    key = f"a.{fmt.lower()}"
+    version = s3.put_object(Bucket=UPLOADS, Key=key, Body=multi_frame(fmt, [benign, flagged]))["VersionId"]
+    [result] = moderate_objects([ObjectRef(UPLOADS, key, version)], client=s3, moderator=mod)
+    assert result.ok
+    assert tags_of(s3, UPLOADS, key, version)[VERDICT] == "quarantine", "the flagged second frame decides"

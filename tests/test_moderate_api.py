@@ -12,7 +12,17 @@ from fastapi.testclient import TestClient
 
 from handler.core.moderator import Moderator
 
-RESPONSE_KEYS = {"verdict", "flagged", "scores", "top", "policy", "model", "elapsed_ms", "head_scores"}
+RESPONSE_KEYS = {
+    "verdict",
+    "flagged",
+    "scores",
+    "top",
+    "policy",
+    "model",
+    "elapsed_ms",
+    "head_scores",
+    "frames",
+}
 
 
 def write_policy(tmp_path: Path, name: str, flag_threshold: float, action: str = "quarantine") -> Path:

@@ -7,16 +7,16 @@ from pathlib import Path
 import pytest
 
 from handler.exceptions import InputError
-from handler.video.animated import AnimatedImage
 from handler.video.frames import VideoFile
 from handler.video.judge import media_kind, open_source
+from handler.video.multiframe import MultiFrameImage
 from handler.video.sampling import SamplingLimits, VideoTooLong
 from tests.video_media import BLUE, GREEN, RED, animation, make_audio_only, make_video, needs
 
 FIVE_SECONDS = [(BLUE, 2.0), (RED, 1.0), (BLUE, 2.0)]
 
 
-def times(source: VideoFile | AnimatedImage) -> list[float]:
+def times(source: VideoFile | MultiFrameImage) -> list[float]:
     return [round(frame.time_s, 3) for frame in source.frames()]
 
 
@@ -28,7 +28,7 @@ def test_h264_mp4_one_frame_per_second_from_the_first(tmp_path: Path) -> None:
     frames = list(video.frames())
     assert [f.time_s for f in frames] == pytest.approx([0.0, 1.0, 2.0, 3.0, 4.0])
     assert [f.image.getpixel((10, 10))[0] > 200 for f in frames] == [False, False, True, False, False]
-    assert frames[0].image.size == (298, 224)  # scaled while converting, to the model's shortest edge
+    assert frames[0].image.size == (224, 224)  # scaled while converting, cut to the model's region
 
 
 @needs("libvpx-vp9")
@@ -72,7 +72,7 @@ def test_display_rotation_is_applied(tmp_path: Path) -> None:
     path = make_video(tmp_path / "phone.mp4", [(BLUE, 1.0)], left=RED, rotation=90)
     [frame] = VideoFile(path, "mp4", SamplingLimits()).frames()
     width, height = frame.image.size
-    assert (width, height) == (224, 298)  # landscape pixels shown as portrait
+    assert (width, height) == (224, 224)  # the model's region of the portrait picture
     assert frame.image.getpixel((width // 2, height - 5))[0] > 200  # the left half turned to the bottom
     assert frame.image.getpixel((width // 2, 5))[2] > 200
 
@@ -88,10 +88,13 @@ def test_animation_every_frame_is_judged_with_its_start_time(fmt: str) -> None:
     assert [f.image.getpixel((5, 5))[:2] for f in frames][1][0] > 200
 
 
-def test_animation_longer_than_the_cap_is_spread_evenly() -> None:
+@pytest.mark.parametrize("seed", [0, 1, 2, 12345])
+def test_animation_longer_than_the_cap_has_one_jittered_frame_per_interval(seed: int) -> None:
     data = animation("GIF", [((i * 20, 0, 0), 0.1) for i in range(12)])
-    animated = AnimatedImage(data, SamplingLimits(max_frames=4))
-    assert times(animated) == pytest.approx([0.0, 0.3, 0.6, 0.9])
+    animated = MultiFrameImage(data, SamplingLimits(max_frames=4), seed)
+    chosen = times(animated)
+    assert len(chosen) == 4
+    assert all(0.3 * k - 1e-6 <= t < 0.3 * (k + 1) for k, t in enumerate(chosen)), chosen
 
 
 @needs("libx264")
@@ -128,4 +131,4 @@ def test_corrupt_truncated_audio_only_and_empty_files_are_input_errors(tmp_path:
 def test_broken_animation_is_an_input_error() -> None:
     data = animation("GIF", [(BLUE, 0.5), (RED, 0.5)])
     with pytest.raises(InputError):
-        list(AnimatedImage(data[: len(data) - 30], SamplingLimits()).frames())
+        list(MultiFrameImage(data[: len(data) - 30], SamplingLimits()).frames())

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from handler.api.moderate_video import API_GATEWAY_BUDGET_S, gateway_time_cap_s
+from handler.api.gateway import API_GATEWAY_BUDGET_S, gateway_time_cap_s
 from handler.settings import Settings
 from handler.video.judge import sampling_limits
 from tests.event_loader import load_event

@@ -13,9 +13,9 @@ import pytest
 
 from handler.core.moderator import Moderator
 from handler.core.policy import Action
-from handler.video.animated import AnimatedImage
 from handler.video.frames import SampledFrame, VideoFile
 from handler.video.judge import VideoOptions, judge_frames, moderate_video
+from handler.video.multiframe import MultiFrameImage
 from handler.video.sampling import SamplingLimits, VideoTooLong
 from handler.video.verdict import Smoothing
 from tests.video_media import (
@@ -85,7 +85,7 @@ def test_smoothing_drops_a_one_sample_flash(tmp_path: Path) -> None:
 
 def test_animated_gif_flash_between_seconds_is_caught() -> None:
     data = animation("GIF", [(BLUE, 1.5), (RED, 0.3), (BLUE, 2.0)])
-    verdict = judge_frames(AnimatedImage(data, SamplingLimits()), ColourScorer(), POLICY, NO_EXIT)
+    verdict = judge_frames(MultiFrameImage(data, SamplingLimits()), ColourScorer(), POLICY, NO_EXIT)
     assert verdict.verdict is Action.quarantine
     assert [(s.start_s, s.end_s) for s in verdict.segments] == [(pytest.approx(1.5), pytest.approx(1.8))]
 

@@ -11,13 +11,16 @@ from pydantic import BaseModel, ValidationError
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from handler.api.deps import moderator
+from handler.api.deps import media_limits, moderator
+from handler.api.gateway import gateway_time_cap_s
 from handler.api.schemas import ModerateJSONRequest, ModerateResponse
 from handler.api.sources import RequestSource
 from handler.api.video_schemas import VideoJSONRequest
 from handler.core.moderator import Moderator
 from handler.core.scoring import Decision
 from handler.exceptions import InputError
+from handler.inputs.judge import judge
+from handler.inputs.media import image_media
 from handler.logs import log_decision
 
 M = TypeVar("M", bound=BaseModel)
@@ -100,24 +103,31 @@ async def parse_one_source(
     openapi_extra=openapi_body(_MULTIPART_SCHEMA, "ModerateJSONRequest"),
 )
 async def moderate(request: Request, mod: Annotated[Moderator, Depends(moderator)]) -> ModerateResponse:
+    started = time.monotonic()  # a multi-frame image's time limit counts from the request
     source, policy_name = await parse_one_source(request)
-    return await run_in_threadpool(_judge, mod, source, policy_name)
+    cap = gateway_time_cap_s(request.scope.get("aws.event"))
+    return await run_in_threadpool(_judge, mod, source, policy_name, started, cap)
 
 
-def _judge(mod: Moderator, source: RequestSource, policy_name: str | None) -> ModerateResponse:
-    started = time.perf_counter()
+def _judge(
+    mod: Moderator, source: RequestSource, policy_name: str | None, started: float, cap_s: float | None
+) -> ModerateResponse:
+    timer = time.perf_counter()
     policy = mod.policy(policy_name)
-    decision = mod.moderate([mod.decode(source.read_image(mod.settings))], policy)[0]
-    elapsed_ms = (time.perf_counter() - started) * 1000
-    log_verdict(source.label, decision, elapsed_ms)
-    return ModerateResponse.from_decision(decision, mod.model_id, elapsed_ms)
+    limits = media_limits(mod)
+    media = image_media(source.read_image(mod.settings), limits.image, limits.preprocess)
+    verdict = judge(media, mod, policy, limits, started=started, time_cap_s=cap_s)
+    elapsed_ms = (time.perf_counter() - timer) * 1000
+    log_verdict(source.label, verdict.decision, elapsed_ms, frames=verdict.frames)
+    return ModerateResponse.from_decision(verdict.decision, mod.model_id, elapsed_ms, verdict.frames)
 
 
-def log_verdict(source: str, decision: Decision, ms: float) -> None:
+def log_verdict(source: str, decision: Decision, ms: float, frames: int = 1) -> None:
     """The one JSON log line per judged image."""
     log_decision(
         logger,
         event="moderate",
+        frames=frames,
         source=source,
         verdict=decision.verdict.value,
         top=decision.top,

@@ -6,10 +6,11 @@ import time
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
+from PIL import Image
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
-from handler.api.deps import moderator
+from handler.api.deps import media_limits, moderator
 from handler.api.moderate import content_type_of, form_text, log_verdict, openapi_body, parse_json
 from handler.api.schemas import (
     BatchItemError,
@@ -20,7 +21,10 @@ from handler.api.schemas import (
 )
 from handler.api.sources import RequestSource
 from handler.core.moderator import Moderator
+from handler.core.scoring import Decision
 from handler.exceptions import InputError, PayloadTooLarge
+from handler.inputs.judge import judge, judge_stills
+from handler.inputs.media import Still, image_media
 
 router = APIRouter(tags=["moderate"])
 
@@ -77,21 +81,30 @@ async def moderate_batch(request: Request, mod: Annotated[Moderator, Depends(mod
 
 
 def _judge_all(mod: Moderator, sources: list[RequestSource], policy_name: str | None) -> BatchResponse:
+    """Stills go through the model together; a multi-frame item is judged frame by frame on its own."""
     started = time.perf_counter()
     policy = mod.policy(policy_name)
+    limits = media_limits(mod)
     results = [BatchItemResult(index=i, source=s.label) for i, s in enumerate(sources)]
-    images, judged = [], []
+    stills: list[tuple[BatchItemResult, Image.Image]] = []
+    judged: list[tuple[BatchItemResult, Decision, int]] = []
     for item, source in zip(results, sources, strict=True):
         try:
-            images.append(mod.decode(source.read_image(mod.settings)))
-            judged.append(item)
+            media = image_media(source.read_image(mod.settings), limits.image, limits.preprocess)
+            if isinstance(media, Still):
+                stills.append((item, media.image))
+            else:
+                verdict = judge(media, mod, policy, limits)
+                judged.append((item, verdict.decision, verdict.frames))
         except InputError as exc:  # one bad item does not sink the batch
             item.error = BatchItemError(status=exc.status_code, detail=exc.detail)
-    decisions = mod.moderate(images, policy) if images else []
+    decisions = judge_stills([image for _, image in stills], mod, policy)
+    judged += [(item, decision, 1) for (item, _), decision in zip(stills, decisions, strict=True)]
     elapsed_ms = (time.perf_counter() - started) * 1000
-    for item, decision in zip(judged, decisions, strict=True):
-        item.result = ModerateResponse.from_decision(decision, mod.model_id, elapsed_ms / len(decisions))
-        log_verdict(item.source, decision, elapsed_ms / len(decisions))
+    share = elapsed_ms / max(1, len(judged))
+    for item, decision, frames in judged:
+        item.result = ModerateResponse.from_decision(decision, mod.model_id, share, frames)
+        log_verdict(item.source, decision, share, frames)
     return BatchResponse(
         policy=policy.name, model=mod.model_id, elapsed_ms=round(elapsed_ms, 2), results=results
     )

@@ -1,4 +1,4 @@
-"""POST /v1/moderate/video: judge a video (or an animated GIF/WebP) by a policy, frame samples over time.
+"""POST /v1/moderate/video: judge a video (or a multi-frame image) by a policy, frame samples over time.
 
 Multipart (`video` file or `location` URL) or JSON (`url`, `video_base64`, `s3`). The bytes go to a
 temporary file within MAX_VIDEO_BYTES, are sniffed, and judged by `handler.video.judge`.
@@ -13,7 +13,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from starlette.concurrency import run_in_threadpool
 
-from handler.api.deps import moderator
+from handler.api.deps import media_limits, moderator
+from handler.api.gateway import gateway_time_cap_s
 from handler.api.moderate import openapi_body, parse_one_source
 from handler.api.sources import RequestSource
 from handler.api.video_schemas import VideoJSONRequest, VideoModerateResponse
@@ -21,9 +22,11 @@ from handler.api.video_sources import video_chunks
 from handler.core.moderator import Moderator
 from handler.exceptions import InputError
 from handler.inputs.images import sniff_image_format
+from handler.inputs.judge import judge
+from handler.inputs.media import Still, file_media
 from handler.logs import log_decision
 from handler.video.inputs import head_of, spooled, too_large
-from handler.video.judge import media_kind, moderate_video
+from handler.video.judge import media_kind
 
 router = APIRouter(tags=["moderate"])
 logger = logging.getLogger(__name__)
@@ -31,7 +34,11 @@ logger = logging.getLogger(__name__)
 _MULTIPART_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "video": {"type": "string", "format": "binary", "description": "The video (or animated GIF/WebP)."},
+        "video": {
+            "type": "string",
+            "format": "binary",
+            "description": "The video (or multi-frame image (GIF, WebP, APNG, TIFF)).",
+        },
         "location": {"type": "string", "description": "Public http(s) URL of the video, instead of a file."},
         "policy": {"type": "string", "description": "Policy name; the default policy if omitted."},
     },
@@ -49,7 +56,7 @@ async def _parse(request: Request, limit: int) -> tuple[RequestSource, str | Non
 @router.post(
     "/v1/moderate/video",
     response_model=VideoModerateResponse,
-    summary="Judge a video (or animated GIF/WebP) by a moderation policy, frame samples over time",
+    summary="Judge a video (or a multi-frame image) by a moderation policy, frame samples over time",
     openapi_extra=openapi_body(_MULTIPART_SCHEMA, "VideoJSONRequest"),
 )
 async def moderate_video_route(
@@ -59,22 +66,6 @@ async def moderate_video_route(
     source, policy_name = await _parse(request, mod.settings.max_video_bytes)
     cap = gateway_time_cap_s(request.scope.get("aws.event"))
     return await run_in_threadpool(_judge, mod, source, policy_name, started, cap)
-
-
-#: API Gateway stops waiting after 29 s (REST) or 30 s (HTTP API) whatever the function's timeout; the
-#: video must be judged, or refused with a clear error, before that. Function URLs wait the full timeout.
-API_GATEWAY_BUDGET_S = 27.0
-
-
-def gateway_time_cap_s(event: object) -> float | None:
-    """The time a video may take when the request came through API Gateway (the Lambda event Mangum saw)."""
-    if not isinstance(event, dict):
-        return None
-    context = event.get("requestContext")
-    if not isinstance(context, dict) or "apiId" not in context:
-        return None
-    domain = str(context.get("domainName", ""))
-    return None if ".lambda-url." in domain else API_GATEWAY_BUDGET_S
 
 
 def video_kind(head: bytes) -> str:
@@ -88,7 +79,7 @@ def video_kind(head: bytes) -> str:
     if image is not None:
         raise InputError(f"this is a still {image} image, not a video: send it to POST /v1/moderate", 415)
     raise InputError(
-        "not a video: no MP4, MOV, WebM, Matroska, AVI or MPEG-TS signature (nor an animated GIF or WebP)",
+        "not a video: no MP4, MOV, WebM, Matroska, AVI or MPEG-TS signature (nor a multi-frame image)",
         status_code=415,
     )
 
@@ -99,25 +90,22 @@ def _judge(
     timer = time.perf_counter()
     policy = mod.policy(policy_name)
     settings = mod.settings
+    limits = media_limits(mod)
     with spooled(video_chunks(source, settings), settings.max_video_bytes) as path:
         kind = video_kind(head_of(path))
-        verdict = moderate_video(
-            path,
-            kind,
-            mod,
-            policy,
-            settings,
-            mod.encoder.preprocess.shortest_edge,
-            started=started,
-            time_cap_s=cap_s,
-        )
+        media = file_media(path, limits.image, limits.preprocess)
+        if isinstance(media, Still):
+            raise InputError(f"this is a still {kind} image, not a video: send it to POST /v1/moderate", 415)
+        judged = judge(media, mod, policy, limits, started=started, time_cap_s=cap_s)
+    assert judged.timeline is not None  # frames and videos have one
+    verdict = judged.timeline
     elapsed_ms = (time.perf_counter() - timer) * 1000
     top, score = verdict.top
     log_decision(
         logger,
         event="moderate_video",
         source=source.label,
-        format=kind,
+        format=judged.format,
         verdict=verdict.verdict.value,
         top=top,
         score=score,

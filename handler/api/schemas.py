@@ -86,9 +86,16 @@ class ModerateResponse(BaseModel):
     head_scores: dict[str, float] = Field(
         default_factory=dict, description="The policy's score heads (e.g. aesthetics 0-10); empty if none."
     )
+    frames: int = Field(
+        default=1,
+        description="Frames judged: 1 for a still; each frame (up to VIDEO_MAX_FRAMES) of an animated GIF, "
+        "WebP or PNG, a multi-page TIFF or an MPO, whose verdict is its most severe frame's.",
+    )
 
     @classmethod
-    def from_decision(cls, decision: Decision, model: str, elapsed_ms: float) -> ModerateResponse:
+    def from_decision(
+        cls, decision: Decision, model: str, elapsed_ms: float, frames: int = 1
+    ) -> ModerateResponse:
         return cls(
             verdict=decision.verdict,
             flagged=decision.flagged,
@@ -98,6 +105,7 @@ class ModerateResponse(BaseModel):
             model=model,
             elapsed_ms=round(elapsed_ms, 2),
             head_scores=decision.head_scores,
+            frames=frames,
         )
 
 

@@ -10,23 +10,30 @@ from typing import Any
 
 
 def _video(args: argparse.Namespace) -> int:
+    from handler.api.deps import media_limits
     from handler.api.moderate_video import video_kind
     from handler.api.video_schemas import VideoModerateResponse
     from handler.core.moderator import get_moderator
     from handler.exceptions import InputError
+    from handler.inputs.judge import judge
+    from handler.inputs.media import Still, file_media
     from handler.video.inputs import head_of
-    from handler.video.judge import moderate_video
 
     mod = get_moderator()
     policy = mod.policy(args.policy)
-    edge = mod.encoder.preprocess.shortest_edge
+    limits = media_limits(mod)
     status = 0
     for name in args.videos:
         path = Path(name)
         started = time.perf_counter()
         line: dict[str, Any]
         try:
-            verdict = moderate_video(path, video_kind(head_of(path)), mod, policy, mod.settings, edge)
+            video_kind(head_of(path))
+            media = file_media(path, limits.image, limits.preprocess)
+            if isinstance(media, Still):
+                raise InputError("a still image, not a video: use `python -m handler classify`")
+            verdict = judge(media, mod, policy, limits).timeline
+            assert verdict is not None
             elapsed_ms = (time.perf_counter() - started) * 1000
             response = VideoModerateResponse.from_verdict(verdict, mod.model_id, elapsed_ms)
             line = {"video": name, **response.model_dump(mode="json")}
@@ -37,7 +44,7 @@ def _video(args: argparse.Namespace) -> int:
 
 
 def add_commands(sub: Any) -> None:
-    video = sub.add_parser("video", help="judge video files (or animated GIF/WebP); one JSON line each")
+    video = sub.add_parser("video", help="judge video files (or multi-frame images); one JSON line each")
     video.add_argument("videos", nargs="+", help="video files")
     video.add_argument("--policy", default=None, help="policy name (default: the default policy)")
     video.set_defaults(func=_video)

@@ -19,6 +19,7 @@ from typing import Any
 import av
 from PIL import Image
 
+from handler.core.preprocess import model_image
 from handler.exceptions import InputError
 from handler.video.sampling import (
     EPSILON_S,
@@ -37,6 +38,8 @@ logger = logging.getLogger(__name__)
 DEMUXERS = {name: name for name in ("mp4", "mov", "webm", "matroska", "avi", "mpegts")}
 _OPEN_OPTIONS = {"protocol_whitelist": "file"}
 _TRUNCATION_SLACK_S = 1.0
+#: A frame is scaled for the model to at most this many times the short side along its long side.
+_MAX_SCALED_ASPECT = 16
 
 
 @dataclass(frozen=True)
@@ -162,13 +165,18 @@ class VideoFile:
             last = t
 
     def _image(self, frame: Any) -> Image.Image:
-        """The frame as RGB, scaled straight to the model's input size, display rotation applied."""
-        width, height = fitted_size(frame.width, frame.height, self.limits.shortest_edge)
+        """The frame as the model-sized RGB region, scaled by FFmpeg on the way out, rotation applied."""
+        cfg = self.limits.preprocess
+        width, height = fitted_size(frame.width, frame.height, cfg.shortest_edge)
+        longest = _MAX_SCALED_ASPECT * cfg.shortest_edge
+        if max(width, height) > longest:  # an extreme strip: scale it whole no wider than this
+            factor = longest / max(width, height)
+            width, height = max(1, round(width * factor)), max(1, round(height * factor))
         image: Image.Image = frame.to_image(width=width, height=height, interpolation="BICUBIC")
         rotation = int(getattr(frame, "rotation", 0) or 0) % 360
         if rotation:  # the display matrix turns the picture counter-clockwise by this many degrees
             image = image.rotate(rotation, expand=True)
-        return image
+        return model_image(image, cfg)
 
 
 def _video_stream(container: Any) -> Any:

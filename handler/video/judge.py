@@ -1,6 +1,6 @@
 """Judging a video: sampled frames in batches through the image tower, scores over time, a verdict.
 
-Frames come from a source one at a time (`VideoFile` for containers, `AnimatedImage` for GIF/WebP);
+Frames come from a source one at a time (`VideoFile` for containers, `MultiFrameImage` for images);
 `VIDEO_BATCH_SIZE` of them go through the model together and are dropped once scored, so memory does
 not grow with the clip's length. With early exit on, decoding stops at the end of the batch in which a
 quarantine category shows clearly (see `video_verdict.early_exit_category`).
@@ -8,28 +8,31 @@ quarantine category shows clearly (see `video_verdict.early_exit_category`).
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-import torch
 from PIL import Image
 
 from handler.core.policy import Policy
+from handler.core.preprocess import PreprocessConfig
 from handler.core.scoring import Decision
 from handler.exceptions import InputError
 from handler.inputs.images import sniff_image_format
 from handler.settings import Settings
-from handler.video.animated import AnimatedImage
 from handler.video.formats import sniff_video_format
 from handler.video.frames import SampledFrame, VideoFile
-from handler.video.sampling import SamplingLimits, sample_interval
+from handler.video.multiframe import MultiFrameImage
+from handler.video.sampling import SamplingLimits, sample_interval, sampling_key, sampling_seed
 from handler.video.verdict import FrameScore, Smoothing, VideoVerdict, early_exit_category, video_verdict
 
-#: Image formats that may be animated, and so are judged frame by frame on the video path.
-ANIMATED_FORMATS = frozenset({"gif", "webp"})
+#: Sniffed image formats that may hold several frames (APNG is a png, MPO a jpeg, pages a tiff); an image
+#: of these with more than one frame is judged frame by frame.
+MULTI_FRAME_FORMATS = frozenset({"gif", "webp", "png", "tiff", "jpeg"})
+ANIMATED_FORMATS = MULTI_FRAME_FORMATS  # the S3 flow's name for it
 #: Without VIDEO_TIME_LIMIT_S, a video gets the function timeout less this (for download, tags, moves).
 _TIMEOUT_RESERVE_S = 10.0
 
@@ -37,9 +40,9 @@ _TIMEOUT_RESERVE_S = 10.0
 class FrameScorer(Protocol):
     """What judging needs from the model (the `Moderator` is one)."""
 
-    def embed(self, images: Sequence[Image.Image]) -> torch.Tensor: ...
+    def embed(self, images: Sequence[Image.Image]) -> Any: ...
 
-    def judge_embeddings(self, embeddings: torch.Tensor, policy: Policy) -> list[Decision]: ...
+    def judge_embeddings(self, embeddings: Any, policy: Policy) -> list[Decision]: ...
 
 
 class FrameSource(Protocol):
@@ -78,10 +81,16 @@ def video_time_limit_s(settings: Settings) -> float:
 
 
 def sampling_limits(
-    settings: Settings, shortest_edge: int, started: float | None = None, cap_s: float | None = None
+    settings: Settings,
+    preprocess: PreprocessConfig | int,
+    started: float | None = None,
+    cap_s: float | None = None,
 ) -> SamplingLimits:
     """The limits from the settings; the time limit counts from `started` (a `time.monotonic()`) and is
-    at most `cap_s` when the caller gives up sooner than the function does (API Gateway: 29 s)."""
+    at most `cap_s` when the caller gives up sooner than the function does (API Gateway: 29 s).
+    `preprocess` may be just the shortest edge (the region is then that square)."""
+    if isinstance(preprocess, int):
+        preprocess = PreprocessConfig(shortest_edge=preprocess, crop_height=preprocess, crop_width=preprocess)
     limit = video_time_limit_s(settings)
     if cap_s is not None:
         limit = min(limit, cap_s)
@@ -90,25 +99,25 @@ def sampling_limits(
         max_frames=settings.video_max_frames,
         max_duration_s=settings.video_max_duration_s,
         max_pixels=settings.max_image_pixels,
-        shortest_edge=shortest_edge,
+        preprocess=preprocess,
         deadline=(time.monotonic() if started is None else started) + limit,
         time_limit_s=limit,
     )
 
 
 def media_kind(head: bytes) -> str | None:
-    """The video container, or `gif`/`webp`, named by a file's first bytes; None for anything else."""
+    """The video container, or an image format that may hold several frames; None for anything else."""
     video = sniff_video_format(head)
     if video is not None:
         return video
     image = sniff_image_format(head)
-    return image if image in ANIMATED_FORMATS else None
+    return image if image in MULTI_FRAME_FORMATS else None
 
 
-def open_source(source: Path | bytes, kind: str, limits: SamplingLimits) -> FrameSource:
-    """Index and check a file (or, for GIF/WebP, bytes) against the limits; raises InputError if bad."""
-    if kind in ANIMATED_FORMATS:
-        return AnimatedImage(source, limits)
+def open_source(source: Path | bytes, kind: str, limits: SamplingLimits, seed: int = 0) -> FrameSource:
+    """Index and check a file (or, for images, bytes) against the limits; raises InputError if bad."""
+    if kind in MULTI_FRAME_FORMATS:
+        return MultiFrameImage(source if isinstance(source, bytes) else source.read_bytes(), limits, seed)
     if isinstance(source, bytes):
         raise TypeError("video containers are read from files")
     return VideoFile(source, kind, limits)
@@ -172,13 +181,19 @@ def moderate_video(
     scorer: FrameScorer,
     policy: Policy,
     settings: Settings,
-    shortest_edge: int,
+    preprocess: PreprocessConfig | int,
     *,
     started: float | None = None,
     time_cap_s: float | None = None,
 ) -> VideoVerdict:
-    """Open, sample and judge one video within the settings' limits (time counted from `started`)."""
-    limits = sampling_limits(settings, shortest_edge, started, time_cap_s)
+    """Open, sample and judge one video within the settings' limits (time counted from `started`).
+
+    Kept for the S3 flow; new callers use `handler.inputs.judge.judge`.
+    """
+    limits = sampling_limits(settings, preprocess, started, time_cap_s)
+    seed = 0
+    if isinstance(source, bytes):
+        seed = sampling_seed(hashlib.sha256(source).digest(), sampling_key(settings.video_sampling_key))
     return judge_frames(
-        open_source(source, kind, limits), scorer, policy, VideoOptions.from_settings(settings)
+        open_source(source, kind, limits, seed), scorer, policy, VideoOptions.from_settings(settings)
     )

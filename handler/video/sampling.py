@@ -9,14 +9,18 @@ decode (no frames before it are needed).
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import math
+import random
+import secrets
 import time
 from bisect import bisect_left, bisect_right
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from functools import lru_cache
 
-from PIL import Image
-
+from handler.core.preprocess import PreprocessConfig
 from handler.exceptions import PayloadTooLarge
 
 #: Two timestamps closer than this are the same instant (container rounding).
@@ -35,7 +39,7 @@ class SamplingLimits:
     max_frames: int = 120
     max_duration_s: float = 600.0
     max_pixels: int = 40_000_000
-    shortest_edge: int = 224
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
     deadline: float | None = None
     time_limit_s: float | None = None  # only for the message when the deadline passes
 
@@ -113,6 +117,27 @@ def fitted_size(width: int, height: int, shortest_edge: int) -> tuple[int, int]:
     return (shortest_edge, new_long) if width <= height else (new_long, shortest_edge)
 
 
-def fit(image: Image.Image, shortest_edge: int) -> Image.Image:
-    size = fitted_size(*image.size, shortest_edge)
-    return image if size == image.size else image.resize(size, Image.Resampling.BICUBIC)
+@lru_cache
+def sampling_key(configured: str | None) -> bytes:
+    """VIDEO_SAMPLING_KEY, or a random key for this process (a retry elsewhere then samples elsewhere)."""
+    return configured.encode() if configured else secrets.token_bytes(32)
+
+
+def sampling_seed(digest: bytes, key: bytes) -> int:
+    """A per-object seed: a keyed hash of the bytes' digest (the same bytes sample the same instants)."""
+    return int.from_bytes(hmac.new(key, digest, hashlib.sha256).digest()[:8], "big")
+
+
+def jittered_times(duration_s: float, interval: float, count: int, seed: int) -> list[float]:
+    """`count` instants, the k-th drawn uniformly from [k * interval, (k + 1) * interval) (within the clip).
+
+    Without the seed an uploader cannot tell which instant of each interval is judged.
+    """
+    rng = random.Random(seed)
+    times = []
+    for k in range(count):
+        start = k * interval
+        if start >= duration_s:
+            break
+        times.append(start + rng.random() * min(interval, duration_s - start))
+    return times
