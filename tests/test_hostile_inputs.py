@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import struct
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -14,11 +15,19 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from handler.core.moderator import Moderator
-from handler.core.preprocess import model_image
+from handler.core.policy import Action
+from handler.core.preprocess import PreprocessConfig, model_image
+from handler.exceptions import PayloadTooLarge
+from handler.inputs.judge import MediaLimits, judge
+from handler.inputs.media import Video, file_media
 from handler.s3.events import ObjectRef
 from handler.s3.moderation import moderate_objects
 from handler.s3.tags import VERDICT
+from handler.settings import Settings
+from handler.video.frames import VideoFile
+from handler.video.sampling import SamplingLimits, VideoTooLong
 from tests.s3_doubles import UPLOADS, make_buckets, tags_of
+from tests.video_media import BLUE, RED, ColourScorer, colour_policy, make_video, needs
 
 ROUTES = ("/v1/moderate", "/classify/", "/v1/moderate/batch")
 
@@ -146,3 +155,61 @@ def test_the_s3_flow_judges_every_frame_too(
     [result] = moderate_objects([ObjectRef(UPLOADS, key, version)], client=s3, moderator=mod)
     assert result.ok
     assert tags_of(s3, UPLOADS, key, version)[VERDICT] == "quarantine", "the flagged second frame decides"
+
+
+def gamed_clip(path: Path) -> Path:
+    """A benign (blue) keyframe at every whole second, flagged (red) frames everywhere else."""
+    return make_video(path, [(BLUE, 0.1), (RED, 0.9)] * 5, keyint=10)
+
+
+@needs("libx264")
+@pytest.mark.parametrize("key", ["one", "two", "three", "four"])
+def test_a_keyframe_gamed_clip_is_judged_on_its_flagged_frames(tmp_path: Path, key: str) -> None:
+    settings = Settings(video_sampling_key=key, video_early_exit=False)
+    limits = MediaLimits.from_settings(settings, PreprocessConfig())
+    media = file_media(gamed_clip(tmp_path / "g.mp4"), limits.image, limits.preprocess)
+    assert isinstance(media, Video)
+    verdict = judge(media, ColourScorer(), colour_policy(), limits)
+    assert verdict.verdict is Action.quarantine
+    assert verdict.kind == "video"
+    assert verdict.timeline is not None
+    reds = [f for f in verdict.timeline.frames if "bad" in f.flagged]
+    assert len(reds) >= len(verdict.timeline.frames) // 2, "most samples land on the flagged frames"
+    again = judge(media, ColourScorer(), colour_policy(), limits)
+    assert [f.time_s for f in again.timeline.frames] == [f.time_s for f in verdict.timeline.frames]  # type: ignore[union-attr]
+
+
+@needs("libx264")
+def test_hostile_clips_over_http_are_a_verdict_or_a_4xx(client: TestClient, tmp_path: Path) -> None:
+    gamed = gamed_clip(tmp_path / "g.mp4").read_bytes()
+    response = client.post("/v1/moderate/video", files={"video": ("g.mp4", gamed, "video/mp4")})
+    assert response.status_code == 200, response.text
+    small = make_video(tmp_path / "a.ts", [(BLUE, 2.0)], size=(64, 48)).read_bytes()
+    large = make_video(
+        tmp_path / "b.ts", [(RED, 2.0)], size=(320, 240), container_options={"output_ts_offset": "2"}
+    ).read_bytes()
+    cases = {"garbage.mp4": gamed[:64] + bytes(range(256)) * 4, "half.ts": (small + large)[:5000]}
+    for name, data in cases.items():
+        response = client.post("/v1/moderate/video", files={"video": (name, data, "video/mp4")})
+        assert response.status_code < 500, (name, response.text)
+        assert response.status_code == 200 or response.json()["detail"]
+
+
+@needs("libx264")
+def test_a_resolution_change_midstream_is_checked_against_the_pixel_limit(tmp_path: Path) -> None:
+    small = make_video(tmp_path / "a.ts", [(BLUE, 2.0)], size=(64, 48))
+    large = make_video(
+        tmp_path / "b.ts", [(RED, 2.0)], size=(320, 240), container_options={"output_ts_offset": "2"}
+    )
+    joined = tmp_path / "joined.ts"
+    joined.write_bytes(small.read_bytes() + large.read_bytes())
+    video = VideoFile(joined, "mpegts", SamplingLimits(max_pixels=64 * 48))  # the header says 64x48
+    with pytest.raises(PayloadTooLarge, match="320x240"):
+        list(video.frames())
+
+
+@needs("libx264")
+def test_indexing_stops_when_the_time_limit_runs_out(tmp_path: Path) -> None:
+    path = make_video(tmp_path / "long.mp4", [(BLUE, 60)])  # 600 packets
+    with pytest.raises(VideoTooLong, match="time limit"):
+        VideoFile(path, "mp4", SamplingLimits(deadline=time.monotonic() - 1, time_limit_s=1))

@@ -56,7 +56,7 @@ def test_upload_is_judged_frame_by_frame(client: TestClient, use: Use, clip: byt
     assert response.status_code == 200, response.text
     body = response.json()
     assert set(body) == RESPONSE_KEYS
-    assert body["frames_scored"] == 3
+    assert 1 + 3 <= body["frames_scored"] <= 1 + 3 + 2  # the first frame, one in each second, cuts
     assert body["duration_s"] == pytest.approx(3.0)
     assert body["policy"] == "default"
     assert body["model"] == "random-clip-tiny"
@@ -106,7 +106,7 @@ def test_s3_reference(client: TestClient, use: Use, s3: Any, clip: bytes) -> Non
     s3.put_object(Bucket="videos", Key="in/clip.mp4", Body=clip)
     response = client.post(URL, json={"s3": {"bucket": "videos", "key": "in/clip.mp4"}})
     assert response.status_code == 200, response.text
-    assert response.json()["frames_scored"] == 3
+    assert response.json()["frames_scored"] >= 1 + 3
     missing = client.post(URL, json={"s3": {"bucket": "videos", "key": "nope.mp4"}})
     assert missing.status_code == 400
 

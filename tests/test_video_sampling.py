@@ -8,38 +8,64 @@ import pytest
 
 from handler.video.formats import sniff_video_format
 from handler.video.sampling import (
+    SNAP_FRACTION,
     SamplingLimits,
+    Target,
     VideoTooLong,
     choose_time,
     covered,
     fitted_size,
+    plan,
     sample_interval,
-    sample_times,
+    sampling_seed,
     seek_point,
 )
 
 
 @pytest.mark.parametrize(
-    ("duration", "fps", "cap", "expected"),
-    [
-        (5.0, 1.0, 120, [0.0, 1.0, 2.0, 3.0, 4.0]),
-        (4.5, 1.0, 120, [0.0, 1.0, 2.0, 3.0, 4.0]),
-        (3.0, 2.0, 120, [0.0, 0.5, 1.0, 1.5, 2.0, 2.5]),
-        (0.0, 1.0, 120, [0.0]),  # a one-frame clip: its first frame, always
-        (0.04, 1.0, 120, [0.0]),
-        (10.0, 1.0, 4, [0.0, 2.5, 5.0, 7.5]),  # too long for the cap: sparser, still spanning it all
-    ],
+    ("duration", "fps", "cap", "count"),
+    [(5.0, 1.0, 120, 5), (4.5, 1.0, 120, 5), (3.0, 2.0, 120, 6), (0.04, 1.0, 120, 1), (10.0, 1.0, 5, 4)],
 )
-def test_sample_times(duration: float, fps: float, cap: int, expected: list[float]) -> None:
-    assert sample_times(duration, fps, cap) == pytest.approx(expected)
+@pytest.mark.parametrize("seed", [0, 7, 2**63 - 1])
+def test_the_first_frame_and_one_jittered_instant_in_each_interval(
+    duration: float, fps: float, cap: int, count: int, seed: int
+) -> None:
+    interval = sample_interval(duration, fps, cap)
+    first, *targets = plan(duration, fps, cap, seed)
+    assert first == Target(0.0, 0.0), "the first frame (the thumbnail), always, exactly"
+    assert len(targets) == count
+    intervals = [int(target.time_s // interval) for target in targets]
+    assert intervals == sorted(set(intervals)), "one in each interval"
+    assert all(target.time_s < duration for target in targets)
+    assert all(target.window_s == pytest.approx(interval * SNAP_FRACTION) for target in targets)
+
+
+def test_the_seed_decides_the_instants_and_the_same_seed_gives_the_same_ones() -> None:
+    assert plan(60.0, 1.0, 120, 1) == plan(60.0, 1.0, 120, 1)
+    assert plan(60.0, 1.0, 120, 1) != plan(60.0, 1.0, 120, 2)
+    key = b"secret"
+    assert sampling_seed(b"digest", key) == sampling_seed(b"digest", key)
+    assert sampling_seed(b"digest", key) != sampling_seed(b"other", key)
+    assert sampling_seed(b"digest", key) != sampling_seed(b"digest", b"another key")
 
 
 def test_a_long_clip_is_spread_over_its_whole_length_never_cut() -> None:
-    times = sample_times(600.0, 1.0, 120)
-    assert len(times) == 120
+    targets = plan(600.0, 1.0, 120, 3)
+    assert len(targets) == 120, "the frame cap counts the first frame"
     assert sample_interval(600.0, 1.0, 120) == 5.0
-    assert times[0] == 0.0
-    assert times[-1] == pytest.approx(595.0)
+    assert targets[0].time_s == 0.0
+    assert 5.0 <= targets[1].time_s < 10.0, "the first interval has the first frame instead"
+    assert targets[-1].time_s >= 595.0
+
+
+def test_scene_cuts_add_exact_samples_within_the_cap() -> None:
+    regular = plan(5.0, 1.0, 120, 0)
+    with_cuts = plan(5.0, 1.0, 120, 0, cuts=[2.3, 4.4, 0.5, 1.5, 3.5, 2.6, 0.2])
+    extra = [t for t in with_cuts if t not in regular]
+    assert [t.window_s for t in extra] == [0.0] * 5, "no more cuts than intervals"
+    assert {t.time_s for t in extra} == {2.3, 4.4, 0.5, 1.5, 3.5}, "the strongest first"
+    assert with_cuts == sorted(with_cuts)
+    assert len(plan(5.0, 1.0, 7, 0, cuts=[2.3, 4.4])) == 7, "the frame cap holds"
 
 
 KEYFRAMES = (0.0, 0.7, 1.4, 2.1, 2.8, 3.5)
@@ -80,9 +106,10 @@ def test_seek_only_when_a_keyframe_lies_ahead(
 
 
 def test_a_frame_serves_every_target_whose_window_it_reaches() -> None:
-    targets = [0.0, 1.0, 2.0, 3.0, 4.0]
-    assert covered(targets, 0, 0.0, 0.5) == 1
-    assert covered(targets, 1, 3.0, 0.5) == 4  # a still frame from 3.0 on: targets 2 and 3 are its too
+    targets = [Target(t, 0.5) for t in (0.0, 1.0, 2.0, 3.0, 4.0)]
+    assert covered(targets, 0, 0.0) == 1
+    assert covered(targets, 1, 3.0) == 4  # a still frame from 3.0 on: targets 2 and 3 are its too
+    assert covered([Target(1.0), Target(1.2)], 0, 1.1) == 1, "an exact target is served only by its frame"
 
 
 @pytest.mark.parametrize(

@@ -56,6 +56,7 @@ def make_video(
     container_options: dict[str, str] | None = None,
     rotation: int = 0,
     left: tuple[int, int, int] | None = None,
+    extra_params: str = "",
 ) -> Path:
     """Solid-colour runs (the left half `left`, if given) encoded with `codec`; for H.264 no scene-cut
     keyframes, and keyframes `keyint` apart if given."""
@@ -65,6 +66,7 @@ def make_video(
         stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
         if codec == "libx264":
             params = f"scenecut=0:bframes={bframes}:keyint={keyint or 10_000}:min-keyint={keyint or 25}"
+            params += f":{extra_params}" if extra_params else ""
             stream.options = {"x264-params": params, "preset": "ultrafast" if not bframes else "veryfast"}
         elif keyint is not None:
             stream.codec_context.gop_size = keyint

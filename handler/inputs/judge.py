@@ -21,6 +21,7 @@ from handler.inputs.images import ImageLimits
 from handler.inputs.media import Media, MultiFrame, Still, Video
 from handler.settings import Settings
 from handler.video.frames import VideoFile
+from handler.video.inputs import file_digest
 from handler.video.judge import FrameScorer, VideoOptions, judge_frames, video_time_limit_s
 from handler.video.multiframe import MultiFrameImage
 from handler.video.sampling import SamplingLimits, sampling_key, sampling_seed
@@ -107,7 +108,9 @@ def judge(
         timeline = judge_frames(MultiFrameImage(media.data, sampling, seed), scorer, policy, limits.options)
         return MediaVerdict(timeline.as_decision(), "frames", media.format, timeline)
     assert isinstance(media, Video)
-    timeline = judge_frames(VideoFile(media.path, media.format, sampling), scorer, policy, limits.options)
+    seed = sampling_seed(file_digest(media.path), limits.sampling_key)
+    video = VideoFile(media.path, media.format, sampling, seed)
+    timeline = judge_frames(video, scorer, policy, limits.options)
     return MediaVerdict(timeline.as_decision(), "video", media.format, timeline)
 
 

@@ -1,10 +1,11 @@
 """Sampled frames of a video file with PyAV, decoding only what the samples need, in bounded memory.
 
-Opening a file reads its packet index once (demuxing only, no decoding): the real duration, the
-keyframe times, and whether the file is truncated. Sampling then walks the samples in order; for each
-it seeks to the nearest useful keyframe when one lies ahead of the decoder, decodes forward with
-non-reference frames skipped, and converts only the frame it keeps, scaled on the fly to the model's
-input size. One frame is alive at a time; the caller batches them.
+Opening a file reads its packet index once (`handler.video.index`: demuxing only, no decoding): the
+real duration, the keyframe times, likely scene cuts, and whether the file is truncated. Sampling then
+walks the planned instants in order (`sampling.plan`: jittered per object, scene cuts added); for each
+it seeks to the nearest useful keyframe when one lies ahead of the decoder, decodes forward (every
+frame: content hidden in non-reference frames is content too), and converts only the frame it keeps,
+scaled on the fly to the model's region. One frame is alive at a time; the caller batches them.
 """
 
 from __future__ import annotations
@@ -21,14 +22,14 @@ from PIL import Image
 
 from handler.core.preprocess import model_image
 from handler.exceptions import InputError
+from handler.video.index import scan
 from handler.video.sampling import (
     EPSILON_S,
     SamplingLimits,
     choose_time,
     covered,
     fitted_size,
-    sample_interval,
-    sample_times,
+    plan,
     seek_point,
 )
 
@@ -36,7 +37,8 @@ logger = logging.getLogger(__name__)
 
 #: The demuxer to use for each sniffed format (never FFmpeg's guess: no playlists, no other protocols).
 DEMUXERS = {name: name for name in ("mp4", "mov", "webm", "matroska", "avi", "mpegts")}
-_OPEN_OPTIONS = {"protocol_whitelist": "file"}
+#: Only local files; probing the stream's format reads at most 8 MB and 10 s of it.
+_OPEN_OPTIONS = {"protocol_whitelist": "file", "probesize": str(8 << 20), "analyzeduration": "10000000"}
 _TRUNCATION_SLACK_S = 1.0
 #: A frame is scaled for the model to at most this many times the short side along its long side.
 _MAX_SCALED_ASPECT = 16
@@ -49,24 +51,30 @@ class SampledFrame:
 
 
 @dataclass(frozen=True)
-class VideoIndex:
-    """What demuxing alone tells about the video stream (times in seconds from its first frame)."""
-
-    origin: Fraction  # presentation time of the first frame, in seconds, as the container counts
-    duration_s: float
-    keyframes: tuple[float, ...]
-    packets: int
-    frame_s: float  # one frame's duration (or a guess), for matching timestamps
+class _Decoded:
+    frame: Any
+    time_s: float
 
 
 class VideoFile:
     """A video file, indexed and checked against the limits; `frames()` yields the samples."""
 
-    def __init__(self, path: Path, video_format: str, limits: SamplingLimits) -> None:
+    def __init__(self, path: Path, video_format: str, limits: SamplingLimits, seed: int = 0) -> None:
         self.path = path
         self.format = DEMUXERS.get(video_format, video_format)
         self.limits = limits
+        self.seed = seed
         self.decoded = 0  # frames the decoder produced (kept or not): the cost of sampling
+        try:
+            self._index(limits)
+        except InputError:
+            raise
+        except Exception as exc:  # any failure on user bytes is the input's fault
+            raise InputError(
+                f"the {self.format} file could not be read (corrupt or unsupported): {exc}"
+            ) from exc
+
+    def _index(self, limits: SamplingLimits) -> None:
         with self._open() as container:
             stream = _video_stream(container)
             try:
@@ -79,7 +87,7 @@ class VideoFile:
             declared = _declared_duration(container, stream)
             if declared is not None:
                 limits.check_duration(declared)
-            self.index = _scan(container, stream, limits)
+            self.index = scan(container, stream, limits)
         missing = 0.0 if declared is None else declared - self.index.duration_s
         if declared is not None and missing > max(_TRUNCATION_SLACK_S, 0.02 * declared):
             raise InputError(
@@ -95,7 +103,7 @@ class VideoFile:
     def _open(self) -> Any:
         try:
             return av.open(str(self.path), format=self.format, options=_OPEN_OPTIONS)
-        except av.FFmpegError as exc:
+        except Exception as exc:  # any failure on user bytes is the input's fault
             raise InputError(
                 f"the {self.format} file could not be read (corrupt or truncated): {exc}"
             ) from exc
@@ -108,61 +116,72 @@ class VideoFile:
                 for sample in self._sample(container):
                     at = sample.time_s
                     yield sample
-        except av.FFmpegError as exc:  # a seek or a conversion the data does not allow
-            raise InputError(f"the video is corrupt near {at:.1f} s: {exc}") from exc
+        except InputError:
+            raise
+        except Exception as exc:  # a seek, a decode or a conversion the data does not allow
+            raise InputError(f"the {self.format} video is corrupt near {at:.1f} s: {exc}") from exc
 
     def _sample(self, container: Any) -> Iterator[SampledFrame]:
+        """For each planned instant, the frame on screen then: the last one decoded at or before it."""
         index, limits = self.index, self.limits
-        targets = sample_times(index.duration_s, limits.sample_fps, limits.max_frames)
-        tolerance = sample_interval(index.duration_s, limits.sample_fps, limits.max_frames) / 2
+        targets = plan(index.duration_s, limits.sample_fps, limits.max_frames, self.seed, index.cuts)
         stream = container.streams.video[0]
-        stream.codec_context.skip_frame = "NONREF"  # frames nothing refers to are never decoded
         decoded: Iterator[Any] | None = None
-        last_decoded: float | None = None
+        on_screen: _Decoded | None = None  # the latest frame at or before the instant, in this run
+        ahead: _Decoded | None = None  # decoded, but past the instant: it may serve the next one
         last_taken: float | None = None
         i = 0
         while i < len(targets):
-            wanted = choose_time(targets[i], tolerance, index.keyframes, last_taken)
+            target = targets[i]
+            wanted = choose_time(target.time_s, target.window_s, index.keyframes, last_taken)
+            last_decoded = ahead.time_s if ahead else on_screen.time_s if on_screen else None
             keyframe = seek_point(wanted, index.keyframes, last_decoded)
             if keyframe is not None or decoded is None:
                 if keyframe is not None:
                     container.seek(_pts(index.origin + Fraction(keyframe), stream), stream=stream)
+                    on_screen = ahead = None
                 decoded = iter(container.decode(stream))
-            frame, last_decoded = self._decode_until(decoded, stream, wanted, last_decoded)
-            if frame is None:
-                if last_decoded is not None and targets[i] - last_decoded > 2 * tolerance + index.frame_s:
-                    raise InputError(
-                        f"the video's frames end at {last_decoded:.1f} s, before the "
-                        f"{index.duration_s:.1f} s its packets span: it is corrupt or truncated"
-                    )
-                return  # at most the last sample's worth was left: its frame was skipped as non-reference
-            assert last_decoded is not None  # a frame comes with its time
-            last_taken = last_decoded
-            yield SampledFrame(last_decoded, self._image(frame))
-            i = covered(targets, i, last_decoded, tolerance)
+            while True:
+                if ahead is not None and ahead.time_s <= wanted + EPSILON_S:
+                    on_screen, ahead = ahead, None
+                if ahead is not None:
+                    break
+                ahead = self._next(decoded, stream, on_screen)
+                if ahead is None:  # the stream ended: its last frame is on screen until the end
+                    if on_screen is not None and wanted - on_screen.time_s > 1.0 + 2 * index.frame_s:
+                        raise InputError(
+                            f"the video's frames end at {on_screen.time_s:.1f} s, before the "
+                            f"{index.duration_s:.1f} s its packets span: it is corrupt or truncated"
+                        )
+                    break
+            choice = on_screen if on_screen is not None else ahead  # before the first frame: the first
+            if choice is None:
+                return
+            if choice is ahead:
+                on_screen, ahead = ahead, None
+            if last_taken is None or choice.time_s > last_taken + EPSILON_S:
+                last_taken = choice.time_s
+                yield SampledFrame(choice.time_s, self._image(choice.frame))
+            i = covered(targets, i, last_taken)
 
-    def _decode_until(
-        self, decoded: Iterator[Any], stream: Any, wanted: float, last: float | None
-    ) -> tuple[Any, float | None]:
-        """Decode until the first frame at or after `wanted` (half a frame early counts); None at the end."""
-        index = self.index
-        while True:
-            try:
-                frame = next(decoded, None)
-            except av.FFmpegError as exc:
-                at = 0.0 if last is None else last
-                raise InputError(f"the video is corrupt or truncated near {at:.1f} s: {exc}") from exc
-            if frame is None:
-                return None, last
-            self.decoded += 1
-            if frame.pts is not None:
-                t = float(Fraction(frame.pts) * stream.time_base - index.origin)
-            else:  # no timestamps at all (rare): count frames
-                t = 0.0 if last is None else last + index.frame_s
-            self.limits.check_time(t, index.duration_s)
-            if t >= wanted - index.frame_s / 2 - EPSILON_S and (last is None or t > last - EPSILON_S):
-                return frame, t
-            last = t
+    def _next(self, decoded: Iterator[Any], stream: Any, before: _Decoded | None) -> _Decoded | None:
+        """The next decoded frame and its time, checked against the pixel and time limits (a stream may
+        change size midway); None at the end."""
+        try:
+            frame = next(decoded, None)
+        except av.FFmpegError as exc:
+            at = 0.0 if before is None else before.time_s
+            raise InputError(f"the video is corrupt or truncated near {at:.1f} s: {exc}") from exc
+        if frame is None:
+            return None
+        self.decoded += 1
+        self.limits.check_pixels(frame.width, frame.height)
+        if frame.pts is not None:
+            t = float(Fraction(frame.pts) * stream.time_base - self.index.origin)
+        else:  # no timestamps at all (rare): count frames
+            t = 0.0 if before is None else before.time_s + self.index.frame_s
+        self.limits.check_time(t, self.index.duration_s)
+        return _Decoded(frame, t)
 
     def _image(self, frame: Any) -> Image.Image:
         """The frame as the model-sized RGB region, scaled by FFmpeg on the way out, rotation applied."""
@@ -196,38 +215,6 @@ def _declared_duration(container: Any, stream: Any) -> float | None:
     if container.duration is not None and len(container.streams) == 1:
         return float(container.duration) / av.time_base
     return None
-
-
-def _scan(container: Any, stream: Any, limits: SamplingLimits) -> VideoIndex:
-    """Demux every packet of the stream once: real start and end, keyframes. Stops past the duration limit."""
-    base = stream.time_base
-    rate = stream.average_rate or stream.guessed_rate
-    frame_s = float(1 / rate) if rate else 0.04
-    start: Fraction | None = None
-    end = Fraction(0)
-    keyframes: list[Fraction] = []
-    packets = 0
-    try:
-        for packet in container.demux(stream):
-            ts = packet.pts if packet.pts is not None else packet.dts
-            if ts is None:
-                continue  # the empty packet that ends demuxing
-            t = Fraction(ts) * base
-            start = t if start is None else min(start, t)
-            end = max(end, t + Fraction(packet.duration or 0) * base)
-            packets += 1
-            if packet.is_keyframe:
-                keyframes.append(t)
-            limits.check_duration(float(end - start))
-    except av.FFmpegError as exc:
-        raise InputError(f"the video could not be read (corrupt or truncated): {exc}") from exc
-    if start is None:
-        raise InputError("the video stream holds no frames")
-    duration = float(end - start)
-    if duration <= 0:
-        duration = packets * frame_s
-    ordered = sorted(float(k - start) for k in keyframes)
-    return VideoIndex(start, duration, tuple(ordered), packets, frame_s)
 
 
 def _pts(seconds: Fraction, stream: Any) -> int:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -41,6 +42,15 @@ def spooled(chunks: Iterable[bytes], limit: int) -> Iterator[Path]:
         yield path
     finally:
         path.unlink(missing_ok=True)
+
+
+def file_digest(path: Path) -> bytes:
+    """SHA-256 of the file's bytes (streamed), for the per-object sampling seed."""
+    digest = hashlib.sha256()
+    with path.open("rb") as file:
+        while chunk := file.read(CHUNK_BYTES):
+            digest.update(chunk)
+    return digest.digest()
 
 
 def head_of(path: Path) -> bytes:

@@ -25,6 +25,7 @@ from handler.inputs.images import sniff_image_format
 from handler.settings import Settings
 from handler.video.formats import sniff_video_format
 from handler.video.frames import SampledFrame, VideoFile
+from handler.video.inputs import file_digest
 from handler.video.multiframe import MultiFrameImage
 from handler.video.sampling import SamplingLimits, sample_interval, sampling_key, sampling_seed
 from handler.video.verdict import FrameScore, Smoothing, VideoVerdict, early_exit_category, video_verdict
@@ -120,7 +121,7 @@ def open_source(source: Path | bytes, kind: str, limits: SamplingLimits, seed: i
         return MultiFrameImage(source if isinstance(source, bytes) else source.read_bytes(), limits, seed)
     if isinstance(source, bytes):
         raise TypeError("video containers are read from files")
-    return VideoFile(source, kind, limits)
+    return VideoFile(source, kind, limits, seed)
 
 
 def judge_frames(
@@ -191,9 +192,8 @@ def moderate_video(
     Kept for the S3 flow; new callers use `handler.inputs.judge.judge`.
     """
     limits = sampling_limits(settings, preprocess, started, time_cap_s)
-    seed = 0
-    if isinstance(source, bytes):
-        seed = sampling_seed(hashlib.sha256(source).digest(), sampling_key(settings.video_sampling_key))
+    digest = hashlib.sha256(source).digest() if isinstance(source, bytes) else file_digest(source)
+    seed = sampling_seed(digest, sampling_key(settings.video_sampling_key))
     return judge_frames(
         open_source(source, kind, limits, seed), scorer, policy, VideoOptions.from_settings(settings)
     )

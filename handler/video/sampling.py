@@ -1,10 +1,14 @@
 """Which instants of a video get judged, and the limits every frame source obeys (pure functions).
 
-A clip of `duration_s` is sampled every `1 / sample_fps` seconds from its first frame, at most
-`max_frames` times: a longer clip is sampled more sparsely so that the samples still span all of it
-(never only its beginning). Each sample stands for the interval around it, `interval / 2` either
-side, so a keyframe inside that window serves as well as the exact instant and is far cheaper to
-decode (no frames before it are needed).
+A clip of `duration_s` is cut into intervals of `1 / sample_fps` seconds (stretched so that at most
+`max_frames` of them span the whole clip, never only its beginning). The first frame is judged, and
+one instant in each interval, drawn at random from a per-object seed (a keyed hash of the bytes'
+digest: a retry judges the same frames, an uploader without the key cannot tell which). A keyframe
+stands in for the instant only when it lies within a small window around it (`SNAP_FRACTION` of the
+interval either side), where it is far cheaper to decode; otherwise the exact instant is decoded. So
+an uploader who puts a benign keyframe in every interval and flagged frames around them has most
+samples land on the flagged ones. Scene cuts found while indexing (`handler.video.index`) add exact
+samples within the frame cap.
 """
 
 from __future__ import annotations
@@ -73,13 +77,6 @@ def sample_interval(duration_s: float, sample_fps: float, max_frames: int) -> fl
     return max(1.0 / sample_fps, duration_s / max_frames)
 
 
-def sample_times(duration_s: float, sample_fps: float, max_frames: int) -> list[float]:
-    """The instants to judge, from 0 (the first frame, always) up to the end, at most max_frames."""
-    interval = sample_interval(duration_s, sample_fps, max_frames)
-    count = max(1, math.ceil(duration_s / interval - EPSILON_S))
-    return [k * interval for k in range(min(count, max_frames))]
-
-
 def choose_time(target: float, tolerance: float, keyframes: Sequence[float], after: float | None) -> float:
     """The keyframe nearest `target` within `tolerance` (later than `after`), else `target` itself."""
     low = bisect_left(keyframes, target - tolerance)
@@ -101,10 +98,44 @@ def seek_point(wanted: float, keyframes: Sequence[float], last_decoded: float | 
     return keyframe if keyframe > (last_decoded if last_decoded is not None else 0.0) + EPSILON_S else None
 
 
-def covered(targets: Sequence[float], start: int, taken_s: float, tolerance: float) -> int:
+#: A keyframe within this fraction of the interval either side of a sampled instant may stand in for it.
+SNAP_FRACTION = 0.125
+
+
+@dataclass(frozen=True, order=True)
+class Target:
+    """An instant to judge, and how far from it a keyframe may stand in for it (0: decode it exactly)."""
+
+    time_s: float
+    window_s: float = 0.0
+
+
+def plan(
+    duration_s: float, sample_fps: float, max_frames: int, seed: int, cuts: Sequence[float] = ()
+) -> list[Target]:
+    """The first frame, one jittered instant per interval, then scene cuts (strongest first) not already
+    an instant; at most max_frames in all and no more cuts than intervals; in time order."""
+    interval = sample_interval(duration_s, sample_fps, max_frames)
+    count = max(1, math.ceil(duration_s / interval - EPSILON_S))
+    regular = jittered_times(duration_s, interval, min(count, max_frames), seed)
+    window = interval * SNAP_FRACTION
+    targets = [Target(0.0)] + [Target(t, window) for t in regular]  # the first frame (the thumbnail), always
+    if len(targets) > max_frames:
+        del targets[1]
+    spare = min(max_frames - len(targets), len(regular))
+    for cut in cuts:
+        if spare <= 0:
+            break
+        if all(abs(cut - t.time_s) > EPSILON_S for t in targets):  # decoded exactly, never snapped
+            targets.append(Target(cut))
+            spare -= 1
+    return sorted(targets)
+
+
+def covered(targets: Sequence[Target], start: int, taken_s: float) -> int:
     """Index of the first target after `start` that a frame taken at `taken_s` does not already serve."""
     index = start + 1
-    while index < len(targets) and targets[index] - tolerance <= taken_s + EPSILON_S:
+    while index < len(targets) and targets[index].time_s - targets[index].window_s <= taken_s + EPSILON_S:
         index += 1
     return index
 
