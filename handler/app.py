@@ -14,6 +14,7 @@ from handler import __version__
 from handler.api import classify, health, moderate, moderate_batch, moderate_video
 from handler.api import feedback as feedback_routes
 from handler.api import score as score_routes
+from handler.api.body_limit import BodyLimit
 from handler.api.schemas import BatchJSONRequest, ModerateJSONRequest
 from handler.api.video_schemas import VideoJSONRequest
 from handler.core.moderator import get_moderator
@@ -39,6 +40,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     app.add_exception_handler(InputError, _input_error)
+    app.add_middleware(BodyLimit)  # 413 while the body streams in, under any server
     app.include_router(classify.router)
     app.include_router(moderate.router)
     app.include_router(moderate_batch.router)

@@ -49,6 +49,12 @@ class Settings(BaseSettings):
         default=40_000_000, gt=0, description="Largest accepted width x height (decompression-bomb guard)."
     )
     max_batch_images: int = Field(default=32, ge=1, description="Most images in one batch request.")
+    batch_time_limit_s: float = Field(
+        default=20.0, gt=0, description="Time one batch request has to fetch and decode all its images."
+    )
+    batch_fetch_concurrency: int = Field(
+        default=8, ge=1, description="Images of one batch fetched and decoded at the same time."
+    )
 
     # URL fetching
     fetch_connect_timeout_s: float = Field(default=3.0, gt=0)

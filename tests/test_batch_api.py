@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import base64
+import time
 from collections.abc import Callable
 
 import pytest
 from fastapi.testclient import TestClient
 
 from handler.core.moderator import Moderator
+from handler.settings import Settings
 from tests.conftest import image_bytes
 
 
@@ -83,3 +85,33 @@ def test_empty_multipart_batch_is_a_400(client: TestClient) -> None:
     response = client.post("/v1/moderate/batch", files={"policy": (None, "default")})
     assert response.status_code == 400
     assert "at least one image" in response.json()["detail"]
+
+
+def test_one_time_budget_for_the_whole_batch_with_concurrent_fetches(
+    client: TestClient,
+    make_moderator: Callable[..., Moderator],
+    override_moderator: Callable[[Moderator], None],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    override_moderator(make_moderator(batch_time_limit_s=1.5, batch_fetch_concurrency=4))
+    jpeg = image_bytes("JPEG")
+    budgets: list[float] = []
+
+    def slow_fetch(url: str, settings: Settings) -> bytes:
+        budgets.append(settings.fetch_total_timeout_s)
+        time.sleep(4.0 if "hang" in url else 0.6)
+        return jpeg
+
+    monkeypatch.setattr("handler.api.sources.from_url", slow_fetch)
+    urls = [f"https://example.com/{i}.jpg" for i in range(4)] + ["https://example.com/hang.jpg"]
+    began = time.monotonic()
+    response = client.post("/v1/moderate/batch", json={"items": [{"url": u} for u in urls]})
+    took = time.monotonic() - began
+
+    assert response.status_code == 200, response.text
+    results = response.json()["results"]
+    assert [r["result"] is not None for r in results] == [True, True, True, True, False]
+    assert results[4]["error"]["status"] == 408
+    assert "BATCH_TIME_LIMIT_S" in results[4]["error"]["detail"]
+    assert took < 4.0, "four 0.6 s fetches side by side, and the hanging one abandoned at 1.5 s"
+    assert max(budgets) <= 1.5, "no fetch may outlive the batch's budget"

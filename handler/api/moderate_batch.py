@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -11,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 
 from handler.api.deps import media_limits, moderator
+from handler.api.gateway import gateway_time_cap_s
 from handler.api.moderate import content_type_of, form_text, log_verdict, openapi_body, parse_json
 from handler.api.schemas import (
     BatchItemError,
@@ -23,8 +25,9 @@ from handler.api.sources import RequestSource
 from handler.core.moderator import Moderator
 from handler.core.scoring import Decision
 from handler.exceptions import InputError, PayloadTooLarge
+from handler.inputs.gather import gather
 from handler.inputs.judge import judge, judge_stills
-from handler.inputs.media import Still, image_media
+from handler.inputs.media import MultiFrame, Still, image_media
 
 router = APIRouter(tags=["moderate"])
 
@@ -76,31 +79,57 @@ async def _parse(request: Request, limit: int) -> tuple[list[RequestSource], str
     openapi_extra=openapi_body(_MULTIPART_SCHEMA, "BatchJSONRequest"),
 )
 async def moderate_batch(request: Request, mod: Annotated[Moderator, Depends(moderator)]) -> BatchResponse:
+    started = time.monotonic()  # the batch's time limit counts from the request
     sources, policy_name = await _parse(request, mod.settings.max_batch_images)
-    return await run_in_threadpool(_judge_all, mod, sources, policy_name)
+    cap = gateway_time_cap_s(request.scope.get("aws.event"))
+    return await run_in_threadpool(_judge_all, mod, sources, policy_name, started, cap)
 
 
-def _judge_all(mod: Moderator, sources: list[RequestSource], policy_name: str | None) -> BatchResponse:
-    """Stills go through the model together; a multi-frame item is judged frame by frame on its own."""
-    started = time.perf_counter()
+def _judge_all(
+    mod: Moderator, sources: list[RequestSource], policy_name: str | None, started: float, cap_s: float | None
+) -> BatchResponse:
+    """Items fetched and decoded concurrently within BATCH_TIME_LIMIT_S; stills then go through the model
+    together, and each multi-frame item is judged frame by frame on its own."""
+    timer = time.perf_counter()
     policy = mod.policy(policy_name)
     limits = media_limits(mod)
+    settings = mod.settings
+    budget = settings.batch_time_limit_s if cap_s is None else min(settings.batch_time_limit_s, cap_s)
+    deadline = started + budget
+    left = max(0.1, deadline - time.monotonic())
+    fetching = settings.model_copy(
+        update={"fetch_total_timeout_s": min(settings.fetch_total_timeout_s, left)}
+    )
+
+    def load(source: RequestSource) -> Callable[[], Still | MultiFrame]:
+        return lambda: image_media(source.read_image(fetching), limits.image, limits.preprocess)
+
+    def late() -> InputError:
+        return InputError(
+            f"not fetched and decoded within the batch's {budget:g} s (BATCH_TIME_LIMIT_S); "
+            "send fewer or smaller images, or this one on its own",
+            status_code=408,
+        )
+
+    loaded = gather([load(s) for s in sources], deadline, settings.batch_fetch_concurrency, late)
     results = [BatchItemResult(index=i, source=s.label) for i, s in enumerate(sources)]
     stills: list[tuple[BatchItemResult, Image.Image]] = []
     judged: list[tuple[BatchItemResult, Decision, int]] = []
-    for item, source in zip(results, sources, strict=True):
+    for item, media in zip(results, loaded, strict=True):
         try:
-            media = image_media(source.read_image(mod.settings), limits.image, limits.preprocess)
+            if isinstance(media, InputError):
+                raise media
             if isinstance(media, Still):
                 stills.append((item, media.image))
-            else:
-                verdict = judge(media, mod, policy, limits)
-                judged.append((item, verdict.decision, verdict.frames))
+                continue
+            cap = max(0.0, deadline - time.monotonic())
+            verdict = judge(media, mod, policy, limits, time_cap_s=cap)
+            judged.append((item, verdict.decision, verdict.frames))
         except InputError as exc:  # one bad item does not sink the batch
             item.error = BatchItemError(status=exc.status_code, detail=exc.detail)
     decisions = judge_stills([image for _, image in stills], mod, policy)
     judged += [(item, decision, 1) for (item, _), decision in zip(stills, decisions, strict=True)]
-    elapsed_ms = (time.perf_counter() - started) * 1000
+    elapsed_ms = (time.perf_counter() - timer) * 1000
     share = elapsed_ms / max(1, len(judged))
     for item, decision, frames in judged:
         item.result = ModerateResponse.from_decision(decision, mod.model_id, share, frames)
