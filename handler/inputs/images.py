@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 
 from PIL import Image, UnidentifiedImageError
+from pillow_heif import register_heif_opener
 
 from handler.core.preprocess import PreprocessConfig, model_image
 from handler.exceptions import InputError, PayloadTooLarge
@@ -21,8 +22,23 @@ from handler.logs import log_decision
 from handler.settings import Settings
 
 logger = logging.getLogger(__name__)
+Image.init()  # Pillow's own plugins first (its AVIF reader among them), then HEIF/HEIC (phone photos)
+register_heif_opener()
 
 _EXIF_ORIENTATION = 0x0112
+#: ISO BMFF major brands of HEIF/AVIF images (sequences and bursts included: `msf1`, `avis`, `hevc`).
+HEIF_BRANDS = {
+    b"avif": "avif",
+    b"avis": "avif",
+    b"heic": "heic",
+    b"heix": "heic",
+    b"heim": "heic",
+    b"heis": "heic",
+    b"hevc": "heic",
+    b"hevx": "heic",
+    b"mif1": "heif",
+    b"msf1": "heif",
+}
 _IMAGE_MAGIC: tuple[tuple[bytes, int, str], ...] = (
     (b"\xff\xd8\xff", 0, "jpeg"),
     (b"\x89PNG\r\n\x1a\n", 0, "png"),
@@ -32,8 +48,6 @@ _IMAGE_MAGIC: tuple[tuple[bytes, int, str], ...] = (
     (b"II*\x00", 0, "tiff"),
     (b"MM\x00*", 0, "tiff"),
     (b"WEBP", 8, "webp"),
-    (b"ftypavif", 4, "avif"),
-    (b"ftypheic", 4, "heic"),
     (b"\x00\x00\x01\x00", 0, "ico"),
 )
 
@@ -49,7 +63,15 @@ class ImageLimits:
 
 
 def sniff_image_format(head: bytes) -> str | None:
-    """The image format named by the file's magic number, or None. Needs the first 16 bytes."""
+    """The image format named by the file's magic number, or None. Needs the first 16 bytes (32 to tell
+    a `mif1`/`msf1` file's codec from its compatible brands)."""
+    if head[4:8] == b"ftyp":
+        name = HEIF_BRANDS.get(bytes(head[8:12]))
+        if name == "heif":  # the generic brands: the compatible brands say which codec
+            compatible = head[16 : min(len(head), int.from_bytes(head[:4], "big"))]
+            brands = {bytes(compatible[i : i + 4]) for i in range(0, len(compatible) - 3, 4)}
+            name = "avif" if brands & {b"avif", b"avis"} else "heic" if brands & {b"heic", b"heix"} else name
+        return name
     for magic, offset, name in _IMAGE_MAGIC:
         if head[offset : offset + len(magic)] == magic:
             if name == "webp" and head[:4] != b"RIFF":

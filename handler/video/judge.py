@@ -32,7 +32,7 @@ from handler.video.verdict import FrameScore, Smoothing, VideoVerdict, early_exi
 
 #: Sniffed image formats that may hold several frames (APNG is a png, MPO a jpeg, pages a tiff); an image
 #: of these with more than one frame is judged frame by frame.
-MULTI_FRAME_FORMATS = frozenset({"gif", "webp", "png", "tiff", "jpeg"})
+MULTI_FRAME_FORMATS = frozenset({"gif", "webp", "png", "tiff", "jpeg", "heic", "heif", "avif"})
 ANIMATED_FORMATS = MULTI_FRAME_FORMATS  # the S3 flow's name for it
 #: Without VIDEO_TIME_LIMIT_S, a video gets the function timeout less this (for download, tags, moves).
 _TIMEOUT_RESERVE_S = 10.0
