@@ -22,6 +22,8 @@ from handler.exceptions import InputError
 from handler.inputs.judge import judge
 from handler.inputs.media import image_media
 from handler.logs import log_decision
+from handler.observability import metrics
+from handler.settings import get_settings
 
 M = TypeVar("M", bound=BaseModel)
 router = APIRouter(tags=["moderate"])
@@ -123,7 +125,9 @@ def _judge(
 
 
 def log_verdict(source: str, decision: Decision, ms: float, frames: int = 1) -> None:
-    """The one JSON log line per judged image."""
+    """The one JSON log line (and metrics) per judged image."""
+    verdict = decision.verdict.value
+    metrics.object_judged(get_settings(), source="api", verdict=verdict, flagged=decision.flagged, ms=ms)
     log_decision(
         logger,
         event="moderate",

@@ -25,6 +25,7 @@ from handler.inputs.images import sniff_image_format
 from handler.inputs.judge import judge
 from handler.inputs.media import Still, file_media
 from handler.logs import log_decision
+from handler.observability import metrics
 from handler.video.inputs import head_of, spooled, too_large
 from handler.video.judge import media_kind
 
@@ -101,6 +102,11 @@ def _judge(
     verdict = judged.timeline
     elapsed_ms = (time.perf_counter() - timer) * 1000
     top, score = verdict.top
+    flagged = sorted({s.category for s in verdict.segments if s.action.value != "allow"})
+    metrics.object_judged(
+        settings, source="video", verdict=verdict.verdict.value, flagged=flagged, ms=elapsed_ms
+    )
+    metrics.video_frames(settings, len(verdict.frames))
     log_decision(
         logger,
         event="moderate_video",
