@@ -14,7 +14,7 @@ from starlette.datastructures import UploadFile
 from handler.api.deps import media_limits, moderator
 from handler.api.gateway import gateway_time_cap_s
 from handler.api.schemas import ModerateJSONRequest, ModerateResponse
-from handler.api.sources import RequestSource
+from handler.api.sources import Source, Upload, Url, from_fields
 from handler.api.video_schemas import VideoJSONRequest
 from handler.core.moderator import Moderator
 from handler.core.scoring import Decision
@@ -81,19 +81,19 @@ async def parse_one_source(
     request: Request,
     json_model: type[ModerateJSONRequest | VideoJSONRequest] = ModerateJSONRequest,
     file_field: str = "image",
-) -> tuple[RequestSource, str | None]:
+) -> tuple[Source, str | None]:
     """One medium and an optional policy name: JSON (`url`, `<file_field>_base64` or `s3`) or multipart
     (a `<file_field>` file or a `location` URL)."""
     if content_type_of(request) == "application/json":
         body: ModerateJSONRequest | VideoJSONRequest = await parse_json(request, json_model)
-        source = RequestSource.from_fields(body.url, getattr(body, f"{file_field}_base64"), body.s3)
+        source = from_fields(body.url, getattr(body, f"{file_field}_base64"), body.s3)
         return source, body.policy
     form = await request.form(max_files=1, max_fields=8)
     upload, location, policy = form.get(file_field), form.get("location"), form.get("policy")
     if isinstance(upload, UploadFile) and not location:
-        return RequestSource.upload(upload.file, upload.filename), form_text(policy)
+        return Upload(upload.file, upload.filename), form_text(policy)
     if upload is None and isinstance(location, str) and location:
-        return RequestSource.url(location), form_text(policy)
+        return Url(location), form_text(policy)
     article = "an" if file_field[0] in "aeiou" else "a"
     raise InputError(f"send exactly one of: {article} `{file_field}` file, or a `location` URL")
 
@@ -112,7 +112,7 @@ async def moderate(request: Request, mod: Annotated[Moderator, Depends(moderator
 
 
 def _judge(
-    mod: Moderator, source: RequestSource, policy_name: str | None, started: float, cap_s: float | None
+    mod: Moderator, source: Source, policy_name: str | None, started: float, cap_s: float | None
 ) -> ModerateResponse:
     timer = time.perf_counter()
     policy = mod.policy(policy_name)

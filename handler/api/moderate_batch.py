@@ -21,7 +21,7 @@ from handler.api.schemas import (
     BatchResponse,
     ModerateResponse,
 )
-from handler.api.sources import RequestSource
+from handler.api.sources import Source, Upload, Url, from_fields
 from handler.core.moderator import Moderator
 from handler.core.scoring import Decision
 from handler.exceptions import InputError, PayloadTooLarge
@@ -49,21 +49,17 @@ _MULTIPART_SCHEMA: dict[str, Any] = {
 }
 
 
-async def _parse(request: Request, limit: int) -> tuple[list[RequestSource], str | None]:
+async def _parse(request: Request, limit: int) -> tuple[list[Source], str | None]:
     if content_type_of(request) == "application/json":
         body = await parse_json(request, BatchJSONRequest)
         sources, policy = (
-            [RequestSource.from_fields(i.url, i.image_base64, i.s3) for i in body.items],
+            [from_fields(i.url, i.image_base64, i.s3) for i in body.items],
             body.policy,
         )
     else:
         form = await request.form(max_files=limit + 1, max_fields=limit + 8)
-        sources = [
-            RequestSource.upload(f.file, f.filename)
-            for f in form.getlist("images")
-            if isinstance(f, UploadFile)
-        ]
-        sources += [RequestSource.url(u) for u in form.getlist("locations") if isinstance(u, str) and u]
+        sources = [Upload(f.file, f.filename) for f in form.getlist("images") if isinstance(f, UploadFile)]
+        sources += [Url(u) for u in form.getlist("locations") if isinstance(u, str) and u]
         policy = form_text(form.get("policy"))
     if not sources:
         raise InputError("send at least one image: `images` files or `locations` URLs (JSON: `items`)")
@@ -86,7 +82,7 @@ async def moderate_batch(request: Request, mod: Annotated[Moderator, Depends(mod
 
 
 def _judge_all(
-    mod: Moderator, sources: list[RequestSource], policy_name: str | None, started: float, cap_s: float | None
+    mod: Moderator, sources: list[Source], policy_name: str | None, started: float, cap_s: float | None
 ) -> BatchResponse:
     """Items fetched and decoded concurrently within BATCH_TIME_LIMIT_S; stills then go through the model
     together, and each multi-frame item is judged frame by frame on its own."""
@@ -101,7 +97,7 @@ def _judge_all(
         update={"fetch_total_timeout_s": min(settings.fetch_total_timeout_s, left)}
     )
 
-    def load(source: RequestSource) -> Callable[[], Still | MultiFrame]:
+    def load(source: Source) -> Callable[[], Still | MultiFrame]:
         return lambda: image_media(source.read_image(fetching), limits.image, limits.preprocess)
 
     def late() -> InputError:

@@ -16,9 +16,8 @@ from starlette.concurrency import run_in_threadpool
 from handler.api.deps import media_limits, moderator
 from handler.api.gateway import gateway_time_cap_s
 from handler.api.moderate import openapi_body, parse_one_source
-from handler.api.sources import RequestSource
+from handler.api.sources import Source
 from handler.api.video_schemas import VideoJSONRequest, VideoModerateResponse
-from handler.api.video_sources import video_chunks
 from handler.core.moderator import Moderator
 from handler.exceptions import InputError
 from handler.inputs.images import sniff_image_format
@@ -47,7 +46,7 @@ _MULTIPART_SCHEMA: dict[str, Any] = {
 _BODY_OVERHEAD = 1024 * 1024  # multipart headers and fields, or JSON around the base64
 
 
-async def _parse(request: Request, limit: int) -> tuple[RequestSource, str | None]:
+async def _parse(request: Request, limit: int) -> tuple[Source, str | None]:
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit * 4 // 3 + _BODY_OVERHEAD:  # base64 is 4/3 the bytes
         raise too_large(int(declared), limit)
@@ -86,13 +85,13 @@ def video_kind(head: bytes) -> str:
 
 
 def _judge(
-    mod: Moderator, source: RequestSource, policy_name: str | None, started: float, cap_s: float | None = None
+    mod: Moderator, source: Source, policy_name: str | None, started: float, cap_s: float | None = None
 ) -> VideoModerateResponse:
     timer = time.perf_counter()
     policy = mod.policy(policy_name)
     settings = mod.settings
     limits = media_limits(mod)
-    with spooled(video_chunks(source, settings), settings.max_video_bytes) as path:
+    with spooled(source.video_chunks(settings), settings.max_video_bytes) as path:
         kind = video_kind(head_of(path))
         media = file_media(path, limits.image, limits.preprocess)
         if isinstance(media, Still):

@@ -12,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from handler.api.deps import moderator
 from handler.api.moderate import openapi_body, parse_one_source
-from handler.api.sources import RequestSource
+from handler.api.sources import Source
 from handler.core.moderator import Moderator
 from handler.exceptions import InputError
 from handler.inputs.images import ImageLimits, decode_still
@@ -52,7 +52,7 @@ async def score(request: Request, mod: Annotated[Moderator, Depends(moderator)])
     return await run_in_threadpool(_score, mod, source, policy_name)
 
 
-def _score(mod: Moderator, source: RequestSource, policy_name: str | None) -> ScoreResponse:
+def _score(mod: Moderator, source: Source, policy_name: str | None) -> ScoreResponse:
     started = time.perf_counter()
     policy = mod.policy(policy_name)
     if not policy.scores:
