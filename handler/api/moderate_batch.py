@@ -13,7 +13,8 @@ from starlette.datastructures import UploadFile
 
 from handler.api.deps import media_limits, moderator
 from handler.api.gateway import gateway_time_cap_s
-from handler.api.moderate import content_type_of, form_text, log_verdict, openapi_body, parse_json
+from handler.api.moderate import log_verdict
+from handler.api.parsing import content_type_of, form_text, openapi_body, parse_json
 from handler.api.schemas import (
     BatchItemError,
     BatchItemResult,

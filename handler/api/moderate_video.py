@@ -15,7 +15,7 @@ from starlette.concurrency import run_in_threadpool
 
 from handler.api.deps import media_limits, moderator
 from handler.api.gateway import gateway_time_cap_s
-from handler.api.moderate import openapi_body, parse_one_source
+from handler.api.parsing import openapi_body, parse_one_source
 from handler.api.sources import Source
 from handler.api.video_schemas import VideoJSONRequest, VideoModerateResponse
 from handler.core.moderator import Moderator

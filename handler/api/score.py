@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from handler.api.deps import moderator
-from handler.api.moderate import openapi_body, parse_one_source
+from handler.api.parsing import openapi_body, parse_one_source
 from handler.api.sources import Source
 from handler.core.moderator import Moderator
 from handler.exceptions import InputError
