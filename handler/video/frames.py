@@ -3,9 +3,10 @@
 Opening a file reads its packet index once (`handler.video.index`: demuxing only, no decoding): the
 real duration, the keyframe times, likely scene cuts, and whether the file is truncated. Sampling then
 walks the planned instants in order (`sampling.plan`: jittered per object, scene cuts added); for each
-it seeks to the nearest useful keyframe when one lies ahead of the decoder, decodes forward (every
-frame: content hidden in non-reference frames is content too), and converts only the frame it keeps,
-scaled on the fly to the model's region. One frame is alive at a time; the caller batches them.
+it seeks to the nearest useful keyframe when one lies ahead of the decoder and decodes forward, passing
+over non-reference frames except near the instant (so the frame on screen then is decoded whatever its
+type: content hidden in B-frames is content too), and converts only the frame it keeps, scaled on the
+fly to the model's region. One frame is alive at a time; the caller batches them.
 """
 
 from __future__ import annotations
@@ -40,6 +41,8 @@ DEMUXERS = {name: name for name in ("mp4", "mov", "webm", "matroska", "avi", "mp
 #: Only local files; probing the stream's format reads at most 8 MB and 10 s of it.
 _OPEN_OPTIONS = {"protocol_whitelist": "file", "probesize": str(8 << 20), "analyzeduration": "10000000"}
 _TRUNCATION_SLACK_S = 1.0
+#: Non-reference frames within this many frames of a sampled instant are decoded; the others skipped.
+_NEAR_FRAMES = 3
 #: A frame is scaled for the model to at most this many times the short side along its long side.
 _MAX_SCALED_ASPECT = 16
 
@@ -65,6 +68,7 @@ class VideoFile:
         self.limits = limits
         self.seed = seed
         self.decoded = 0  # frames the decoder produced (kept or not): the cost of sampling
+        self._wanted = 0.0  # the instant being sought (see `_decode`)
         try:
             self._index(limits)
         except InputError:
@@ -134,13 +138,14 @@ class VideoFile:
         while i < len(targets):
             target = targets[i]
             wanted = choose_time(target.time_s, target.window_s, index.keyframes, last_taken)
+            self._wanted = wanted
             last_decoded = ahead.time_s if ahead else on_screen.time_s if on_screen else None
             keyframe = seek_point(wanted, index.keyframes, last_decoded)
             if keyframe is not None or decoded is None:
                 if keyframe is not None:
                     container.seek(_pts(index.origin + Fraction(keyframe), stream), stream=stream)
                     on_screen = ahead = None
-                decoded = iter(container.decode(stream))
+                decoded = self._decode(container, stream)
             while True:
                 if ahead is not None and ahead.time_s <= wanted + EPSILON_S:
                     on_screen, ahead = ahead, None
@@ -163,6 +168,20 @@ class VideoFile:
                 last_taken = choice.time_s
                 yield SampledFrame(choice.time_s, self._image(choice.frame))
             i = covered(targets, i, last_taken)
+
+    def _decode(self, container: Any, stream: Any) -> Iterator[Any]:
+        """Decoded frames from the current position. Frames nothing refers to (most B-frames) are skipped
+        unless they lie within a few frames of the instant being sought: they cost nothing to pass over,
+        and the one on screen at the instant is always decoded, whatever its type."""
+        index, context = self.index, stream.codec_context
+        base = Fraction(stream.time_base)
+        for packet in container.demux(stream):
+            if packet.pts is not None:
+                t = float(packet.pts * base - index.origin)
+                near = self._wanted - _NEAR_FRAMES * index.frame_s - EPSILON_S <= t
+                near = near and t <= self._wanted + _NEAR_FRAMES * index.frame_s
+                context.skip_frame = "DEFAULT" if near else "NONREF"
+            yield from packet.decode()
 
     def _next(self, decoded: Iterator[Any], stream: Any, before: _Decoded | None) -> _Decoded | None:
         """The next decoded frame and its time, checked against the pixel and time limits (a stream may
