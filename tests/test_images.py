@@ -6,6 +6,7 @@ import io
 import struct
 import zlib
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -173,3 +174,47 @@ def test_api_refuses_uploads_over_the_byte_limit_with_413(
     response = client.post("/classify/", files={"image": ("big.png", big, "image/png")})
     assert response.status_code == 413
     assert "2000" in response.json()["detail"]
+
+
+def ico_with_a_wrong_size_in_its_directory() -> bytes:
+    """Decodes, with Pillow's warning 'Image was not the expected size' (broken data)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (64, 64), (200, 0, 0)).save(buffer, format="ICO", sizes=[(64, 64)])
+    data = bytearray(buffer.getvalue())
+    data[6], data[7] = 32, 32  # the directory claims 32x32
+    return bytes(data)
+
+
+def test_pillow_warnings_about_broken_data_go_to_one_log_line(tmp_path: Path) -> None:
+    """In a fresh process (pytest replaces the warning machinery in its own)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "broken.ico"
+    path.write_bytes(ico_with_a_wrong_size_in_its_directory())
+    code = (
+        "import logging, sys; logging.basicConfig(level=logging.INFO, stream=sys.stdout); "
+        "from pathlib import Path; from handler.core.preprocess import PreprocessConfig; "
+        "from handler.inputs.images import ImageLimits, decode_still; "
+        f"data = Path({str(path)!r}).read_bytes(); "
+        "print(decode_still(data, ImageLimits(10**7, 10**8), PreprocessConfig()).size)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert "(224, 224)" in result.stdout
+    assert "decode_warning" in result.stdout
+    assert "Image was not the expected size" in result.stdout
+    assert "UserWarning" not in result.stderr, "nothing escapes to stderr"
+
+
+def test_decoding_in_threads_leaves_the_warning_machinery_as_it_was() -> None:
+    import warnings
+    from concurrent.futures import ThreadPoolExecutor
+
+    before = (warnings.showwarning, list(warnings.filters))
+    data = ico_with_a_wrong_size_in_its_directory()
+    with ThreadPoolExecutor(8) as pool:
+        sizes = list(pool.map(lambda _: decode(data).size, range(64)))
+    assert sizes == [(64, 64)] * 64
+    assert (warnings.showwarning, list(warnings.filters)) == before

@@ -8,10 +8,12 @@ from __future__ import annotations
 
 import io
 import logging
+import threading
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import TextIO
 
 from PIL import Image, UnidentifiedImageError
 from pillow_heif import register_heif_opener
@@ -99,27 +101,53 @@ def decoding(name: str | Callable[[], str]) -> Iterator[None]:
     `name` may be a function, called only when it is needed (naming a format can take a look-up).
     """
     what = _Lazy(name)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        warnings.simplefilter("error", Image.DecompressionBombWarning)
-        try:
-            yield
-        except InputError:
-            raise
-        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise PayloadTooLarge(f"the {what} has too many pixels to decode safely: {exc}") from exc
-        except UnidentifiedImageError as exc:
-            raise InputError("the data is not an image in any format Pillow can read") from exc
-        except MemoryError as exc:
-            raise PayloadTooLarge(f"the {what} needs more memory to decode than this service has") from exc
-        except Exception as exc:  # any failure on user bytes is the input's fault
-            raise InputError(
-                f"the {what} could not be decoded (corrupt, truncated or unsupported): {exc}"
-            ) from exc
+    caught: list[str] = []
+    outer, _collecting.sink = getattr(_collecting, "sink", None), caught
+    try:
+        yield
+    except InputError:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise PayloadTooLarge(f"the {what} has too many pixels to decode safely: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise InputError("the data is not an image in any format Pillow can read") from exc
+    except MemoryError as exc:
+        raise PayloadTooLarge(f"the {what} needs more memory to decode than this service has") from exc
+    except Exception as exc:  # any failure on user bytes is the input's fault
+        raise InputError(
+            f"the {what} could not be decoded (corrupt, truncated or unsupported): {exc}"
+        ) from exc
+    finally:
+        _collecting.sink = outer
     if caught:
-        log_decision(
-            logger, event="decode_warning", what=str(what), warnings=sorted({str(w.message) for w in caught})
-        )
+        log_decision(logger, event="decode_warning", what=str(what), warnings=sorted(set(caught)))
+
+
+# Warnings while decoding: thread-safe (warnings.catch_warnings is not, and batches decode in threads).
+# Set once: Pillow's pixel-bomb warning is an error; its other warnings (broken data) are never
+# deduplicated away and, inside `decoding`, go to that call's log line instead of stderr.
+_collecting = threading.local()
+_show_warning = warnings.showwarning
+
+
+def _collect_warning(
+    message: Warning | str,
+    category: type[Warning],
+    filename: str,
+    lineno: int,
+    file: TextIO | None = None,
+    line: str | None = None,
+) -> None:
+    sink: list[str] | None = getattr(_collecting, "sink", None)
+    if sink is None:
+        _show_warning(message, category, filename, lineno, file, line)
+    else:
+        sink.append(str(message))
+
+
+warnings.showwarning = _collect_warning
+warnings.filterwarnings("always", module=r"PIL\.")
+warnings.filterwarnings("error", category=Image.DecompressionBombWarning)
 
 
 class _Lazy:
