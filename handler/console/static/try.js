@@ -39,7 +39,8 @@ function describePolicy() {
   if (!policy) return;
   const flagged = policy.categories.filter((c) => !c.safe);
   const parts = flagged.map((c) => `${c.name} ≥ ${c.threshold} → ${c.action}`);
-  $("policy-info").textContent = `${policy.description || policy.name} Flags: ${parts.join(", ")}.`;
+  const about = (policy.description || policy.name).replace(/\.?$/, ".");
+  $("policy-info").textContent = `${about} Flags: ${parts.join(", ")}.`;
 }
 
 function showPreview(kind, file, url) {
