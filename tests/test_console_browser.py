@@ -201,6 +201,20 @@ def test_an_error_shows_the_apis_detail(page: Any, server: str, tmp_path: Path) 
     assert page.text_content("#error") == f"{direct.status_code}: {direct.json()['detail']}"
 
 
+def test_a_pasted_url_goes_to_the_api_and_its_refusal_is_shown(page: Any, server: str) -> None:
+    url = f"{server}/console/nothing.png"  # loopback: the API never fetches it (SSRF guard)
+    direct = httpx.post(f"{server}/v1/moderate", files={"location": (None, url)})
+    assert direct.status_code == 400
+    open_console(page, server)
+
+    page.fill("#url", url)
+    page.click("#judge")
+    page.wait_for_selector("#error:not([hidden])")
+
+    assert page.text_content("#error") == f"400: {direct.json()['detail']}"
+    assert page.locator("#result").is_hidden()
+
+
 def test_a_key_is_asked_for_once_kept_for_the_tab_and_sent_on_every_call(
     page: Any, server: str, png_file: Path
 ) -> None:
