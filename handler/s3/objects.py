@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -11,6 +12,7 @@ from handler.s3.tags import from_tag_set, to_tag_set
 from handler.settings import Settings
 
 SNIFF_BYTES = 32  # enough for every magic number sniff_image_format knows (it needs 16)
+MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
 
 
 def version_args(ref: ObjectRef) -> dict[str, str]:
@@ -54,8 +56,18 @@ def read_body(s3: Any, ref: ObjectRef) -> bytes:
     return bytes(response["Body"].read())
 
 
-def quarantine_key(settings: Settings, key: str) -> str:
-    return f"{settings.quarantine_prefix}{key}"
+def quarantine_key(settings: Settings, ref: ObjectRef, version: str) -> str:
+    """Where one source version's quarantine copy goes: its own key, so no copy ever replaces another.
+
+    `<prefix><source bucket>/<key>/<version>` (version ids and ETag tokens hold no "/", so the mapping is
+    one-to-one). A key too long for that becomes `<prefix><bucket>/_long/<sha256 of key>/<version>`; the
+    original key is in the copy's metadata (when it fits) and in the decision record.
+    """
+    key = f"{settings.quarantine_prefix}{ref.bucket}/{ref.key}/{version}"
+    if len(key.encode()) <= MAX_KEY_BYTES:
+        return key
+    digest = hashlib.sha256(ref.key.encode()).hexdigest()
+    return f"{settings.quarantine_prefix}{ref.bucket}/_long/{digest}/{version}"
 
 
 def in_quarantine_location(settings: Settings, ref: ObjectRef) -> bool:
@@ -63,11 +75,9 @@ def in_quarantine_location(settings: Settings, ref: ObjectRef) -> bool:
     return ref.bucket == settings.quarantine_bucket and ref.key.startswith(settings.quarantine_prefix)
 
 
-def quarantined_copy_exists(s3: Any, settings: Settings, key: str) -> bool:
-    if not settings.quarantine_bucket:
-        return False
+def exists(s3: Any, bucket: str, key: str) -> bool:
     try:
-        s3.head_object(Bucket=settings.quarantine_bucket, Key=quarantine_key(settings, key))
+        s3.head_object(Bucket=bucket, Key=key)
     except Exception as exc:
         if is_gone(exc):
             return False

@@ -28,7 +28,7 @@ def too_large(size: int, limit: int) -> PayloadTooLarge:
 @contextmanager
 def spooled(chunks: Iterable[bytes], limit: int) -> Iterator[Path]:
     """The chunks written to a new temporary file, at most `limit` bytes (PayloadTooLarge past it)."""
-    fd, name = tempfile.mkstemp(prefix="moderation-video-")
+    fd, name = tempfile.mkstemp(prefix=SPOOL_PREFIX)
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -88,3 +88,16 @@ def s3_chunks(s3: Any, bucket: str, key: str, version_id: str | None, limit: int
         yield from body.iter_chunks(CHUNK_BYTES)
     finally:
         body.close()
+
+
+SPOOL_PREFIX = "moderation-video-"
+
+
+def remove_stale_spools() -> int:
+    """Delete spooled videos left in the temporary directory (a timed-out invocation cannot clean up:
+    Lambda freezes it mid-`with`). Called at init, before this sandbox serves anything. Returns how many."""
+    removed = 0
+    for path in Path(tempfile.gettempdir()).glob(f"{SPOOL_PREFIX}*"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed
