@@ -14,6 +14,7 @@ from handler import __version__
 from handler.api import classify, health, moderate, moderate_batch, moderate_video
 from handler.api import feedback as feedback_routes
 from handler.api import policies as policy_routes
+from handler.api import review as review_routes
 from handler.api import score as score_routes
 from handler.api.no_store import NoStoreMiddleware
 from handler.api.schemas import BatchJSONRequest, ModerateJSONRequest
@@ -50,6 +51,7 @@ def create_app() -> FastAPI:
     app.include_router(score_routes.router)
     app.include_router(feedback_routes.router)
     app.include_router(policy_routes.router)
+    app.include_router(review_routes.router)
     app.include_router(console_routes.router)
     app.add_middleware(NoStoreMiddleware)
     _document_json_bodies(app)

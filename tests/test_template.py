@@ -277,7 +277,7 @@ def test_every_api_method_but_the_console_pages_requires_the_api_key(buffered: d
         for method, spec in operations.items()
         if method.startswith("x-amazon-apigateway-any-method") or method in {"get", "post", "put", "delete"}
     }
-    console_pages = {("/", "get"), ("/console/{name}", "get")}
+    console_pages = {("/", "get"), ("/review", "get"), ("/console/{name}", "get")}
     assert set(methods) == {
         ("/classify", "post"),
         ("/v1/{proxy+}", "x-amazon-apigateway-any-method"),

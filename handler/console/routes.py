@@ -1,4 +1,4 @@
-"""GET / (try an image or a video), GET /review, and the console's own files under /console/.
+"""GET / (try an image or a video), GET /review (the review queue), and the console's files (/console/).
 
 The pages are static files: no key is needed to load them (on API Gateway their routes carry no API key
 requirement); every API call the page makes sends `x-api-key`. Only the files shipped in `static/` are
@@ -63,6 +63,11 @@ def _stage_root_redirect(request: Request) -> Response | None:
 @router.get("/")
 def try_page(request: Request) -> Response:
     return _stage_root_redirect(request) or _file("index.html")
+
+
+@router.get("/review")
+def review_page() -> Response:
+    return _file("review.html")
 
 
 @router.get("/console/{name}")
