@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,9 +17,23 @@ import httpx
 import pytest
 from playwright.sync_api import expect, sync_playwright
 
+from handler.core.moderator import Moderator
+from handler.s3.events import ObjectRef
+from handler.s3.moderation import moderate_objects
+from handler.s3.tags import VERDICT
 from tests.conftest import image_bytes
 from tests.live_server import serving
-from tests.s3_doubles import write_policy
+from tests.s3_doubles import (
+    PREFIX,
+    QUARANTINE,
+    TABLE,
+    UPLOADS,
+    exists,
+    make_buckets,
+    quarantined_key,
+    tags_of,
+    write_policy,
+)
 from tests.video_media import BLUE, GREEN, RED, encoder_available, make_video
 
 pytestmark = pytest.mark.slow
@@ -56,13 +70,20 @@ def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 
 
 @pytest.fixture(scope="module")
-def server(browser: Any, tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The server, whose default policy flags `bad` on everything (action review): verdicts are certain."""
+def server(
+    browser: Any, tiny_model_dir: Path, moto_server: str, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    """The server, whose default policy flags `bad` on everything (action review): verdicts are certain.
+    Its decision table and buckets are moto's (the `s3` fixture makes them afresh per test)."""
     root = tmp_path_factory.mktemp("console-server")
     env = {
         "MODEL_DIR": str(tiny_model_dir),
         "MODERATION_POLICY": str(write_policy(root, "review")),
         "FEEDBACK_DIR": str(root / "feedback"),
+        "AWS_ENDPOINT_URL": moto_server,
+        "DECISION_TABLE": TABLE,
+        "QUARANTINE_BUCKET": QUARANTINE,
+        "QUARANTINE_PREFIX": PREFIX,
         "LOG_LEVEL": "WARNING",
     }
     with serving(env, root / "server.log") as base:
@@ -251,3 +272,49 @@ def test_a_key_is_asked_for_once_kept_for_the_tab_and_sent_on_every_call(
     page.reload()  # the same tab: the key is not asked for again
     page.wait_for_selector("#policy option", state="attached")
     assert not page.locator("#key-dialog").evaluate("d => d.open")
+
+
+def test_the_review_queue_decides_by_key_and_by_click_and_items_leave_it(
+    page: Any, server: str, s3: Any, forced: Callable[..., Moderator]
+) -> None:
+    make_buckets(s3)
+    mod = forced("review")
+    refs = []
+    for i, key in enumerate(["first.jpg", "second.jpg"]):
+        version = s3.put_object(Bucket=UPLOADS, Key=key, Body=image_bytes(color=(60 * i, 90, 30)))[
+            "VersionId"
+        ]
+        refs.append(ObjectRef(UPLOADS, key, version))
+        [result] = moderate_objects([refs[-1]], client=s3, moderator=mod)  # the S3 flow's own record
+        assert result.verdict == "review"
+
+    page.goto(f"{server}/review")
+    page.wait_for_selector("#queue .card img")
+    assert page.locator("#queue .card").evaluate_all("c => c.map(x => x.dataset.key)") == [
+        "second.jpg",
+        "first.jpg",
+    ]
+    thumb = page.locator("#queue .card img").first
+    expect(thumb).to_have_js_property("complete", True)
+    assert thumb.evaluate("i => i.naturalWidth") == 320  # the presigned URL served the object itself
+    assert "blur(" in thumb.evaluate("i => getComputedStyle(i).filter")
+    snap(page, "review")
+
+    page.fill("#reviewer", "Ana")
+    page.press("#reviewer", "Tab")  # keyboard shortcuts act outside text fields
+    page.keyboard.press("a")  # allow the selected (newest) item
+    expect(page.locator("#queue .card")).to_have_count(1)
+    assert tags_of(s3, UPLOADS, "second.jpg", refs[1].version_id)[VERDICT] == "allow"
+
+    page.locator("#queue .card button.quarantine").click()
+    expect(page.locator("#queue .card")).to_have_count(0)
+    expect(page.locator("#empty")).to_be_visible()
+    assert not exists(s3, UPLOADS, "first.jpg", refs[0].version_id)
+    assert exists(s3, QUARANTINE, quarantined_key("first.jpg", str(refs[0].version_id)))
+
+    page.fill("#history-bucket", UPLOADS)
+    page.fill("#history-key", "second.jpg")
+    page.click("#history-form button")
+    page.wait_for_selector("#history table")
+    assert "allow by Ana" in page.text_content("#history table")
+    snap(page, "review-history")

@@ -160,7 +160,7 @@ async function showHistory(bucket, key) {
     const history = await getJSON(`v1/review/history?${query}`);
     const table = element("table", "history-table");
     const head = element("tr");
-    for (const name of ["judged at", "version", "verdict", "top", "policy", "by", "review", "quarantine copy"]) {
+    for (const name of ["judged at", "version", "verdict", "top", "policy", "judged in", "review", "quarantine copy"]) {
       head.append(element("th", "", name));
     }
     table.append(head);
@@ -179,7 +179,9 @@ async function showHistory(bucket, key) {
       cell(row, entry.quarantine || "");
       table.append(row);
     }
-    target.replaceChildren(element("h3", "", `s3://${bucket}/${key}: ${history.decisions.length} decisions`), table);
+    const count = history.decisions.length;
+    const title = `s3://${bucket}/${key}: ${count} decision${count === 1 ? "" : "s"}`;
+    target.replaceChildren(element("h3", "", title), table);
   } catch (error) {
     target.replaceChildren();
     showError(error.message);
