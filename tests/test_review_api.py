@@ -10,6 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
+from botocore.exceptions import ClientError
 from fastapi.testclient import TestClient
 
 from handler.core.moderator import Moderator
@@ -19,7 +20,17 @@ from handler.s3.moderation import moderate_objects
 from handler.s3.tags import VERDICT
 from tests.conftest import image_bytes
 from tests.event_loader import load_event
-from tests.s3_doubles import QUARANTINE, UPLOADS, exists, make_buckets, quarantined_key, records_of, tags_of
+from tests.s3_doubles import (
+    QUARANTINE,
+    UPLOADS,
+    S3Proxy,
+    exists,
+    fail_on,
+    make_buckets,
+    quarantined_key,
+    records_of,
+    tags_of,
+)
 
 QUEUE = "/v1/review/queue"
 DECIDE = "/v1/review/decision"
@@ -286,3 +297,34 @@ def test_through_api_gateway_the_reviewers_key_id_is_recorded(
     assert record.review["reviewer"] == "Ana"
     assert record.review["api_key_id"] == identity["apiKeyId"]
     assert record.review["source_ip"] == identity["sourceIp"]
+
+
+def test_a_decision_cut_short_by_a_fault_is_finished_by_sending_it_again(
+    s3: Any,
+    dynamodb: Any,
+    served: Moderator,
+    client: TestClient,
+    one_queued: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import handler.api.review
+
+    key, version = one_queued["key"], one_queued["version_id"]
+    faulty = S3Proxy(s3, fail_on("copy_object"), times=1)
+    monkeypatch.setattr(handler.api.review, "_s3", lambda: faulty)
+    with pytest.raises(ClientError):  # an infrastructure fault: a 5xx, not the reviewer's mistake
+        client.post(DECIDE, json=decision(one_queued, "quarantine", reviewer="Bo"))
+    [record] = records_of(dynamodb, key)
+    assert (record.state, record.review["decision"]) == ("acting", "quarantine")  # claimed, not done
+    assert exists(s3, UPLOADS, key, version)  # nothing moved
+    assert queue(client)["items"] == []  # no one else may take it
+
+    other = client.post(DECIDE, json=decision(one_queued, "allow", reviewer="Ana"))
+    again = client.post(DECIDE, json=decision(one_queued, "quarantine", reviewer="Bo"))
+
+    assert other.status_code == 409
+    assert again.status_code == 200, again.text
+    assert not exists(s3, UPLOADS, key, version)
+    assert exists(s3, QUARANTINE, quarantined_key(key, version))
+    [record] = records_of(dynamodb, key)
+    assert record.state == "done"
