@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -105,6 +106,7 @@ def test_the_queue_lists_review_verdicts_newest_first_in_pages(
     thumbnail = httpx.get(item["thumbnail_url"], timeout=10)  # presigned: no credentials needed
     assert thumbnail.status_code == 200
     assert thumbnail.content == bodies["c.jpg"]
+    assert thumbnail.headers["cache-control"] == "no-store"  # the browser keeps no copy either
 
 
 def test_allow_tags_the_version_records_the_reviewer_and_writes_feedback(
@@ -244,7 +246,8 @@ def test_unknown_records_and_bad_requests_say_what_is_wrong(
     assert "no decision on" in unknown.json()["detail"]
     assert client.post(DECIDE, json=decision(one_queued, "delete")).status_code == 422
     assert client.post(DECIDE, json={**decision(one_queued, "allow"), "extra": 1}).status_code == 422
-    for cursor in ("not-base64!", "eyJ4IjogMX0", "W10"):  # garbage, {"x": 1}, []
+    partial = base64.urlsafe_b64encode(json.dumps({"pk": {"S": "uploads/a"}}).encode()).decode()
+    for cursor in ("not-base64!", "eyJ4IjogMX0", "W10", partial):  # garbage, {"x": 1}, [], a partial key
         response = client.get(QUEUE, params={"cursor": cursor})
         assert response.status_code == 400, cursor
         assert "cursor" in response.json()["detail"]

@@ -62,7 +62,7 @@ def review_queue(
 
 
 def _presigned(s3: Any, record: DecisionRecord, ttl_s: int) -> str:
-    params = {"Bucket": record.bucket, "Key": record.key}
+    params = {"Bucket": record.bucket, "Key": record.key, "ResponseCacheControl": "no-store"}
     if record.version_id:
         params["VersionId"] = record.version_id
     url: str = s3.generate_presigned_url("get_object", Params=params, ExpiresIn=ttl_s)

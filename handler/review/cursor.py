@@ -8,6 +8,7 @@ import binascii
 import json
 from typing import Any
 
+from handler.decisions.record import REVIEW_QUEUE
 from handler.exceptions import InputError
 
 _KEYS = frozenset({"pk", "sk", "queue", "judged_at"})
@@ -30,9 +31,11 @@ def decode_cursor(cursor: str | None) -> dict[str, Any] | None:
         key = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
     except (binascii.Error, ValueError) as exc:
         raise InputError(problem) from exc
-    if not isinstance(key, dict) or not key or not set(key) <= _KEYS:
+    if not isinstance(key, dict) or set(key) != _KEYS:  # the index's and the table's keys, all of them
         raise InputError(problem)
     for value in key.values():
         if not (isinstance(value, dict) and set(value) == {"S"} and isinstance(value["S"], str)):
             raise InputError(problem)
+    if key["queue"]["S"] != REVIEW_QUEUE:
+        raise InputError(problem)
     return key

@@ -85,12 +85,10 @@ def decide(
 
 
 def _resumable(record: DecisionRecord, decision: str, reviewer: Mapping[str, str]) -> bool:
+    """The record was claimed by this very reviewer (name and API key) for this decision, and not done."""
     review = record.review
-    return (
-        record.state == PENDING
-        and review.get("decision") == decision
-        and review.get("reviewer") == reviewer.get("reviewer")
-    )
+    same = all(review.get(field) == reviewer.get(field) for field in ("reviewer", "api_key_id"))
+    return record.state == PENDING and review.get("decision") == decision and same
 
 
 def _awaits_review(record: DecisionRecord) -> None:
