@@ -22,6 +22,7 @@ from handler.api.video_schemas import VideoJSONRequest
 from handler.console import routes as console_routes
 from handler.core.moderator import get_moderator
 from handler.exceptions import InputError
+from handler.observability.request_id import RequestIdMiddleware
 
 
 @asynccontextmanager
@@ -43,6 +44,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     app.add_exception_handler(InputError, _input_error)
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(classify.router)
     app.include_router(moderate.router)
     app.include_router(moderate_batch.router)

@@ -1,9 +1,10 @@
-"""The S3 calls the moderation flow makes on one object version (all pinned to that version)."""
+"""The S3 calls on one object version (all pinned to that version): the one place that reads objects,
+for the S3 flow, the API's `s3` source (through `handler.s3.api_access`) and the evaluation tools."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from handler.s3.events import ObjectRef
@@ -54,6 +55,28 @@ def first_bytes(s3: Any, ref: ObjectRef, count: int = SNIFF_BYTES) -> bytes:
 def read_body(s3: Any, ref: ObjectRef) -> bytes:
     response = s3.get_object(Bucket=ref.bucket, Key=ref.key, **version_args(ref))
     return bytes(response["Body"].read())
+
+
+CHUNK_BYTES = 1024 * 1024
+
+
+def body_chunks(s3: Any, ref: ObjectRef) -> Iterator[bytes]:
+    """The body in 1 MiB chunks, streamed (videos). GetObject runs now, so its errors raise here; the
+    connection is closed however the reader stops."""
+    body = s3.get_object(Bucket=ref.bucket, Key=ref.key, **version_args(ref))["Body"]
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            yield from body.iter_chunks(CHUNK_BYTES)
+        finally:
+            body.close()
+
+    return chunks()
+
+
+def size_of(s3: Any, ref: ObjectRef) -> int:
+    """ContentLength from HeadObject (raises the ClientError when it cannot be read)."""
+    return int(s3.head_object(Bucket=ref.bucket, Key=ref.key, **version_args(ref))["ContentLength"])
 
 
 def quarantine_key(settings: Settings, ref: ObjectRef, version: str) -> str:

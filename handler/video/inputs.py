@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from handler.exceptions import InputError, PayloadTooLarge
 from handler.video.formats import VIDEO_SNIFF_BYTES
@@ -64,30 +64,6 @@ def base64_chunks(text: str, limit: int) -> Iterator[bytes]:
         yield base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise InputError(f"video_base64 is not valid base64: {exc}") from exc
-
-
-def s3_chunks(s3: Any, bucket: str, key: str, version_id: str | None, limit: int) -> Iterator[bytes]:
-    """An S3 object's body in chunks, after HeadObject shows it is within `limit`.
-
-    Read errors a caller can fix (no such object or version, access denied) are InputErrors.
-    """
-    from botocore.exceptions import ClientError
-
-    extra = {"VersionId": version_id} if version_id else {}
-    try:
-        size = int(s3.head_object(Bucket=bucket, Key=key, **extra)["ContentLength"])
-        if size > limit:
-            raise too_large(size, limit)
-        body = s3.get_object(Bucket=bucket, Key=key, **extra)["Body"]
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("404", "NoSuchKey", "NoSuchVersion", "NoSuchBucket", "403", "AccessDenied"):
-            raise InputError(f"cannot read s3://{bucket}/{key}: {code}") from exc
-        raise
-    try:
-        yield from body.iter_chunks(CHUNK_BYTES)
-    finally:
-        body.close()
 
 
 SPOOL_PREFIX = "moderation-video-"
