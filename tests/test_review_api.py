@@ -128,6 +128,7 @@ def test_allow_tags_the_version_records_the_reviewer_and_writes_feedback(
     assert feedback.image.s3 is not None
     assert (feedback.image.s3.key, feedback.image.s3.version_id) == (key, version)
     assert feedback.correct_label == "fine"  # the policy's safe category
+    assert feedback.caller["reviewer"] == "Ana"
     assert body["feedback"] is not None
 
 

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from handler.api.caller import caller_of
 from handler.api.deps import moderator
 from handler.api.review_schemas import (
     DecisionRequest,
@@ -88,7 +89,8 @@ def history(
 async def review_decision(
     body: DecisionRequest, request: Request, mod: Annotated[Moderator, Depends(moderator)]
 ) -> DecisionResponse:
-    reviewer = _identity(request, body.reviewer)
+    # Who decided: the name they gave, beside what the platform vouches for (API key id, source address).
+    reviewer = {**caller_of(request), **({"reviewer": body.reviewer} if body.reviewer else {})}
     return await run_in_threadpool(_decide, mod, body, reviewer)
 
 
@@ -114,18 +116,3 @@ def _decide(mod: Moderator, body: DecisionRequest, reviewer: dict[str, str]) -> 
         feedback=result.feedback,
         record=view,
     )
-
-
-def _identity(request: Request, name: str | None) -> dict[str, str]:
-    """Who decided: the name they gave, and what the gateway knows (API key id, source address)."""
-    identity: dict[str, str] = {"reviewer": name} if name else {}
-    event = request.scope.get("aws.event")
-    context = event.get("requestContext") if isinstance(event, dict) else None
-    caller = context.get("identity") if isinstance(context, dict) else None
-    if isinstance(caller, dict):
-        for field, value in (("api_key_id", caller.get("apiKeyId")), ("source_ip", caller.get("sourceIp"))):
-            if isinstance(value, str) and value:
-                identity[field] = value
-    elif request.client is not None:
-        identity["source_ip"] = request.client.host
-    return identity

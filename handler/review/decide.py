@@ -173,6 +173,7 @@ def _feedback(settings: Settings, record: DecisionRecord, decision: str, label: 
     )
     image = FeedbackImage(s3=s3)
     who = record.review.get("reviewer") or record.review.get("api_key_id") or "a reviewer"
+    caller = {k: v for k, v in record.review.items() if k not in ("decision", "at")}
     feedback = new_record(
         image,
         label,
@@ -180,6 +181,7 @@ def _feedback(settings: Settings, record: DecisionRecord, decision: str, label: 
         policy=record.policy,
         model=record.model_id,
         note=f"review: {decision} by {who}",
+        caller=caller,
     )
     try:
         return feedback_store(settings).put(feedback)
