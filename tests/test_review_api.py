@@ -23,6 +23,7 @@ from tests.conftest import image_bytes
 from tests.event_loader import load_event
 from tests.s3_doubles import (
     QUARANTINE,
+    TABLE,
     UPLOADS,
     S3Proxy,
     exists,
@@ -332,3 +333,35 @@ def test_a_decision_cut_short_by_a_fault_is_finished_by_sending_it_again(
     assert exists(s3, QUARANTINE, quarantined_key(key, version))
     [record] = records_of(dynamodb, key)
     assert record.state == "done"
+
+
+def test_a_quarantine_cut_short_after_the_move_is_finished_by_sending_it_again(
+    s3: Any,
+    dynamodb: Any,
+    served: Moderator,
+    client: TestClient,
+    one_queued: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The copy is verified and the source deleted, but marking the record done fails."""
+    import handler.api.review
+    from handler.decisions.table import DecisionTable
+
+    def marks_done(name: str, kwargs: dict[str, Any]) -> bool:
+        return name == "put_item" and kwargs["Item"].get("state") == {"S": "done"}
+
+    faulty = DecisionTable(TABLE, S3Proxy(dynamodb, marks_done, times=1))
+    monkeypatch.setattr(handler.api.review, "get_decision_table", lambda settings: faulty)
+    with pytest.raises(ClientError):
+        client.post(DECIDE, json=decision(one_queued, "quarantine", reviewer="Bo"))
+    key, version = one_queued["key"], one_queued["version_id"]
+    assert not exists(s3, UPLOADS, key, version)
+    assert records_of(dynamodb, key)[0].state == "acting"
+
+    again = client.post(DECIDE, json=decision(one_queued, "quarantine", reviewer="Bo"))
+
+    assert again.status_code == 200, again.text
+    [record] = records_of(dynamodb, key)
+    assert record.state == "done"
+    assert record.quarantine is not None
+    assert record.quarantine.key == quarantined_key(key, version)

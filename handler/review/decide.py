@@ -73,6 +73,12 @@ def decide(
     if not resuming:
         _awaits_review(record)
     ref = ObjectRef(record.bucket, record.key, record.version_id)
+    if resuming and decision == "quarantine":
+        moved = _already_moved(s3, settings, ref, record)
+        if moved is not None:  # the attempt stopped after the delete: only the record is left to finish
+            record = table.complete(record, moved)
+            label = correct_label or _label_for(record, decision, policies)
+            return ReviewResult(record, f"moved to {moved}", _feedback(settings, record, decision, label))
     head = _unchanged_head(s3, ref, record)
     if not resuming:
         try:
@@ -110,6 +116,18 @@ def _decided_by(record: DecisionRecord | None) -> str | None:
         f"s3://{record.bucket}/{record.key} was already decided: {review.get('decision')} by {who} "
         f"at {review.get('at')}"
     )
+
+
+def _already_moved(s3: Any, settings: Settings, ref: ObjectRef, record: DecisionRecord) -> Quarantined | None:
+    """The verified copy, when the source version is gone: a move that completed but for the record."""
+    if s3_object.head(s3, ref) is not None:
+        return None
+    bucket = str(settings.quarantine_bucket)
+    key = s3_object.quarantine_key(settings, ref, record.version)
+    copy = s3_object.head(s3, ObjectRef(bucket, key))
+    if copy is None:
+        return None
+    return Quarantined(bucket, key, copy.get("VersionId"))
 
 
 def _unchanged_head(s3: Any, ref: ObjectRef, record: DecisionRecord) -> dict[str, Any]:
