@@ -318,3 +318,32 @@ def test_the_review_queue_decides_by_key_and_by_click_and_items_leave_it(
     page.wait_for_selector("#history table")
     assert "allow by Ana" in page.text_content("#history table")
     snap(page, "review-history")
+
+
+def test_a_second_reviewer_is_told_who_decided_first(
+    browser: Any, page: Any, server: str, s3: Any, forced: Callable[..., Moderator]
+) -> None:
+    make_buckets(s3)
+    version = s3.put_object(Bucket=UPLOADS, Key="both.jpg", Body=image_bytes())["VersionId"]
+    [result] = moderate_objects(
+        [ObjectRef(UPLOADS, "both.jpg", version)], client=s3, moderator=forced("review")
+    )
+    assert result.verdict == "review"
+    other = browser.new_page()
+    try:
+        for reviewer, tab in (("Ana", page), ("Bo", other)):
+            tab.goto(f"{server}/review")
+            tab.wait_for_selector("#queue .card")
+            tab.fill("#reviewer", reviewer)
+            tab.press("#reviewer", "Tab")
+
+        page.locator("#queue .card button.allow").click()
+        expect(page.locator("#queue .card")).to_have_count(0)
+        other.locator("#queue .card button.quarantine").click()  # Bo's page still shows it
+
+        expect(other.locator("#queue .card")).to_have_count(0)
+        expect(other.locator("#error")).to_contain_text("already decided: allow by Ana")
+        assert exists(s3, UPLOADS, "both.jpg", version)
+        assert tags_of(s3, UPLOADS, "both.jpg", version)[VERDICT] == "allow"
+    finally:
+        other.close()
