@@ -4,51 +4,17 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
 import pytest
 from fastapi.testclient import TestClient
 
-from handler.core.moderator import Moderator, get_moderator
-from handler.decisions.table import clear_cached_tables
-from handler.observability.verdict_events import get_events_client
-from handler.settings import get_settings
+from handler.core.moderator import Moderator
 from tests.conftest import image_bytes
 from tests.event_loader import encode_key, http_event, load_event
-from tests.s3_doubles import PREFIX, QUARANTINE, TABLE, UPLOADS, make_buckets, quarantined_key, write_policy
-
-
-@pytest.fixture
-def deploy(
-    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moderator: Moderator
-) -> Iterator[Callable[..., ModuleType]]:
-    import handler.main
-
-    def configure(verdict: str, **env: str) -> ModuleType:
-        values = {
-            "MODERATION_POLICY": str(write_policy(tmp_path, verdict)),
-            "QUARANTINE_BUCKET": QUARANTINE,
-            "QUARANTINE_PREFIX": PREFIX,
-            "DECISION_TABLE": TABLE,
-            **env,
-        }
-        for name, value in values.items():
-            monkeypatch.setenv(name, value)
-        get_settings.cache_clear()
-        get_moderator.cache_clear()
-        clear_cached_tables()
-        get_events_client.cache_clear()
-        return handler.main
-
-    make_buckets(s3)
-    yield configure
-    monkeypatch.undo()
-    get_settings.cache_clear()
-    get_moderator.cache_clear()
-    get_events_client.cache_clear()
+from tests.s3_doubles import UPLOADS, quarantined_key
 
 
 def s3_put(s3: Any, key: str) -> dict[str, Any]:
