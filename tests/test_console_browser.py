@@ -186,8 +186,9 @@ def test_an_uploaded_video_shows_its_flagged_segment_on_a_timeline_that_seeks(
     assert page.text_content("#verdict") == "review"
     lanes = page.locator("#timeline .lane").evaluate_all("l => l.map(x => x.dataset.category)")
     assert lanes == ["bad", "meh"]  # the safe class has no lane
-    assert page.locator('#timeline [data-category="bad"] .tick').count() == 3  # one per sampled frame
-    assert page.locator('#timeline [data-category="bad"] .tick.flagged').count() == 3
+    ticks = page.locator('#timeline [data-category="bad"] .tick').count()
+    assert ticks >= 3  # one per sampled frame: the first, one in each second, and the scene cuts
+    assert page.locator('#timeline [data-category="bad"] .tick.flagged').count() == ticks
     assert page.locator('#timeline [data-category="meh"] .tick.flagged').count() == 0
     segment = page.locator('#timeline [data-category="bad"] .segment')
     assert segment.count() == 1
