@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,19 @@ os.environ.update(
 )
 for _name in ("MODERATION_POLICY", "QUARANTINE_BUCKET", "QUARANTINE_PREFIX", "AWS_PROFILE"):
     os.environ.pop(_name, None)
+
+
+@pytest.fixture(autouse=True)
+def subprocesses_only_in_slow_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that starts a process (seconds of interpreter and torch start-up) must be marked slow, so
+    `-m 'not slow'` stays the quick loop: starting one from an unmarked test fails it, saying so."""
+    if request.node.get_closest_marker("slow"):
+        return
+
+    def refuse(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+        raise AssertionError(f"{request.node.nodeid} starts a process: mark it @pytest.mark.slow")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
 @pytest.fixture(scope="session")

@@ -167,6 +167,7 @@ def direct(transformed: dict[str, dict[str, Json]]) -> dict[str, Json]:
 
 
 # ---------------------------------------------------------------------------------------------- lint
+@pytest.mark.slow
 def test_cfn_lint_reports_no_errors() -> None:
     exe = Path(sys.executable).with_name("cfn-lint")
     cfn_lint = str(exe) if exe.exists() else shutil.which("cfn-lint")
