@@ -37,7 +37,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     require_tools()
     from handler.api.classify import parse_classes
     from handler.core.moderator import get_moderator
-    from handler.evaluation.evaluate import EvaluateOptions, evaluate
+    from handler.evaluation.evaluate import evaluate
+    from handler.evaluation.options import EvaluateOptions
 
     options = EvaluateOptions(
         dataset=Path(args.dataset) if args.dataset else None,
