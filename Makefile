@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 PORT ?= 8000
 STAMP := $(VENV)/.installed
 
-.PHONY: help install serve test lint typecheck bench clean
+.PHONY: help install serve test lint typecheck bench openapi s3-local clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -25,6 +25,7 @@ test: $(STAMP) ## lint, type-check, validate the template and run the test suite
 	$(PY) -m ruff check handler tests
 	$(PY) -m ruff format --check handler tests
 	$(PY) -m mypy handler
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/cfn-lint template.yaml
 	$(PY) -m pytest
 
@@ -32,11 +33,15 @@ lint: $(STAMP) ## ruff lint + format check
 	$(PY) -m ruff check handler tests
 	$(PY) -m ruff format --check handler tests
 
-typecheck: $(STAMP) ## mypy on the package
+typecheck: $(STAMP) ## mypy on the package, and the import layering (import-linter)
 	$(PY) -m mypy handler
+	$(VENV)/bin/lint-imports
 
 bench: $(STAMP) ## performance benchmark (full-size random-weight checkpoint)
 	$(PY) -m handler bench
+
+openapi: $(STAMP) ## write the app's OpenAPI schema to docs/openapi.json (the tests compare the two)
+	$(PY) -m handler.openapi docs/openapi.json
 
 clean: ## remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -27,7 +27,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from handler.api.classify import parse_classes
+    from handler.core.labels import parse_classes
     from handler.core.moderator import get_moderator
 
     labels = parse_classes(args.classes)
@@ -75,7 +75,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _compare_precision(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from handler.api.classify import parse_classes
+    from handler.core.labels import parse_classes
     from handler.core.model import Precision
     from handler.tools.parity import compare, load_pair
 
