@@ -43,5 +43,8 @@ bench: $(STAMP) ## performance benchmark (full-size random-weight checkpoint)
 openapi: $(STAMP) ## write the app's OpenAPI schema to docs/openapi.json (the tests compare the two)
 	$(PY) -m handler.openapi docs/openapi.json
 
+s3-local: $(STAMP) ## the S3 flow against a local moto server (random weights; see handler/local_s3.py)
+	$(PY) -m handler.local_s3
+
 clean: ## remove the venv and caches
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
