@@ -196,6 +196,7 @@ def test_transform_creates_the_expected_resources(transformed: dict[str, dict[st
         "ModerationFunctionRole": "AWS::IAM::Role",
         "ModerationLogGroup": "AWS::Logs::LogGroup",
         "ModerationApi": "AWS::ApiGateway::RestApi",
+        "ModerationApiStage": "AWS::ApiGateway::Stage",
         "ModerationApiv1Stage": "AWS::ApiGateway::Stage",
         "ModerationApiApiKey": "AWS::ApiGateway::ApiKey",
         "ModerationApiUsagePlan": "AWS::ApiGateway::UsagePlan",
@@ -220,7 +221,10 @@ def test_transform_creates_the_expected_resources(transformed: dict[str, dict[st
     assert expected.items() <= actual.items()
     assert not of_type(resources, "AWS::Serverless::Function"), "the transform left SAM resources behind"
     stages = of_type(resources, "AWS::ApiGateway::Stage")
-    assert [s["Properties"]["StageName"] for s in stages.values()] == ["v1"], "only the v1 stage"
+    assert {name: stage["Properties"]["StageName"] for name, stage in stages.items()} == {
+        "ModerationApiStage": {"Ref": "ApiStageName"},  # the environment's stage
+        "ModerationApiv1Stage": "v1",  # the deprecated one (LegacyV1Paths)
+    }
 
 
 def test_function_is_the_baked_image(
@@ -282,6 +286,7 @@ def test_every_api_method_requires_the_api_key(buffered: dict[str, Json]) -> Non
         ("/classify", "post"),
         ("/v1/{proxy+}", "x-amazon-apigateway-any-method"),
         ("/health", "get"),
+        ("/openapi.json", "get"),
     }
     for (path, method), spec in methods.items():
         assert {"api_key": []} in spec.get("security", []), f"{method} {path} does not require the API key"
@@ -290,9 +295,7 @@ def test_every_api_method_requires_the_api_key(buffered: dict[str, Json]) -> Non
     plan = resources["ModerationApiUsagePlan"]["Properties"]
     assert plan["Quota"] == {"Limit": 10000, "Period": "DAY"}
     assert plan["Throttle"] == {"RateLimit": 10, "BurstLimit": 20}
-    assert plan["ApiStages"] == [
-        {"ApiId": {"Ref": "ModerationApi"}, "Stage": {"Ref": "ModerationApiv1Stage"}}
-    ]
+    assert plan["ApiStages"] == [{"ApiId": {"Ref": "ModerationApi"}, "Stage": {"Ref": "ModerationApiStage"}}]
     key = resources["ModerationApiUsagePlanKey"]["Properties"]
     assert key["KeyId"] == {"Ref": "ModerationApiApiKey"}
     assert key["UsagePlanId"] == {"Ref": "ModerationApiUsagePlan"}
@@ -309,9 +312,10 @@ def test_api_stage_binary_types_and_throttling(buffered: dict[str, Json]) -> Non
         "application/octet-stream",
     }
     assert api["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
-    (setting,) = resources["ModerationApiv1Stage"]["Properties"]["MethodSettings"]
-    assert (setting["ResourcePath"], setting["HttpMethod"]) == ("/*", "*")
-    assert (int(setting["ThrottlingRateLimit"]), int(setting["ThrottlingBurstLimit"])) == (10, 20)
+    for stage in ("ModerationApiStage", "ModerationApiv1Stage"):
+        (setting,) = resources[stage]["Properties"]["MethodSettings"]
+        assert (setting["ResourcePath"], setting["HttpMethod"]) == ("/*", "*")
+        assert (int(setting["ThrottlingRateLimit"]), int(setting["ThrottlingBurstLimit"])) == (10, 20)
 
 
 def test_classify_with_trailing_slash_may_invoke_the_function(buffered: dict[str, Json]) -> None:
@@ -556,6 +560,9 @@ def test_outputs(buffered: dict[str, Json]) -> None:
         "FunctionName",
     } <= set(outputs)
     assert outputs["ApiUrl"]["Value"] == {
+        "Fn::Sub": "https://${ModerationApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${ApiStageName}/"
+    }
+    assert outputs["LegacyApiUrl"]["Value"] == {
         "Fn::Sub": "https://${ModerationApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/v1/"
     }
     # The key's logical id is SAM's (<api>ApiKey); the output must name a resource that exists.
