@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from handler.backfill.cli import add_commands as add_backfill_commands
 from handler.evaluation.cli import add_commands as add_eval_commands
 from handler.exceptions import ConfigurationError, InputError
 from handler.logs import configure_cli_logging
@@ -137,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_commands(sub)  # evaluate, train-head
     add_video_commands(sub)  # video
+    add_backfill_commands(sub)  # backfill, backfill status
     return parser
 
 

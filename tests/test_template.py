@@ -756,3 +756,34 @@ def test_feedback_bucket_is_optional_and_write_only_under_its_prefix(
     assert statement["Resource"] == {
         "Fn::Sub": "arn:${AWS::Partition}:s3:::${FeedbackBucket}/${FeedbackPrefix}*"
     }
+
+
+# ---------------------------------------------------------------------------------------------- backfill
+def test_backfill_role_invokes_this_function_only_reads_manifests_and_writes_reports(
+    buffered: dict[str, Json],
+) -> None:
+    resources = buffered["Resources"]
+    role = resources["BackfillRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "batchoperations.s3.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    (policy,) = role["Policies"]
+    granted = {
+        (action, json.dumps(statement["Resource"], sort_keys=True))
+        for statement in policy["PolicyDocument"]["Statement"]
+        for action in as_list(statement["Action"])
+    }
+    assert granted == {
+        ("lambda:InvokeFunction", json.dumps({"Fn::GetAtt": ["ModerationFunction", "Arn"]})),
+        ("s3:GetObject", json.dumps({"Fn::Sub": "${BackfillBucket.Arn}/manifests/*"})),
+        ("s3:GetObjectVersion", json.dumps({"Fn::Sub": "${BackfillBucket.Arn}/manifests/*"})),
+        ("s3:PutObject", json.dumps({"Fn::Sub": "${BackfillBucket.Arn}/reports/*"})),
+        ("s3:GetBucketLocation", json.dumps({"Fn::GetAtt": ["BackfillBucket", "Arn"]})),
+    }
+    bucket = resources["BackfillBucket"]["Properties"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert "BucketName" not in bucket, "not a name the upload notifications could ever cover"
+    outputs = buffered["Outputs"]
+    assert outputs["BackfillRoleArn"]["Value"] == {"Fn::GetAtt": ["BackfillRole", "Arn"]}
+    assert outputs["BackfillBucketName"]["Value"] == {"Ref": "BackfillBucket"}
+    assert outputs["FunctionArn"]["Value"] == {"Fn::GetAtt": ["ModerationFunction", "Arn"]}
