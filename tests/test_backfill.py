@@ -412,3 +412,12 @@ def test_status_of_a_running_job_has_no_report_yet(
     assert isinstance(report, dict)
     assert (report["status"], report["report"]) == ("Active", None)
     assert report["progress"]["succeeded"] == 2
+
+
+def test_the_bench_runs_the_dry_run_over_what_it_uploaded(tmp_path: Path) -> None:
+    from handler.backfill.bench import run as bench
+
+    result = bench(25, tmp_path)
+
+    assert result["objects"] == 25
+    assert result["manifest_bytes"] == (tmp_path / "manifest.csv").stat().st_size > 25 * len("bench-uploads,")

@@ -38,7 +38,7 @@ class Estimate:
     function_cost_from: str
 
     def as_dict(self) -> dict[str, object]:
-        return {k: round(v, 6) if isinstance(v, float) else v for k, v in asdict(self).items()}
+        return {k: round(v, 9) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
 def lambda_cost_per_image(bench_json: Path | None, precision: str = "fp32") -> tuple[float, str]:
