@@ -97,15 +97,19 @@ def make_moderator(moderator: Moderator) -> Callable[..., Moderator]:
 
 @pytest.fixture
 def forced(tmp_path: Path, make_moderator: Callable[..., Moderator]) -> Callable[..., Moderator]:
-    """A moderator whose default policy forces a verdict, quarantining into QUARANTINE/PREFIX."""
-    from tests.s3_doubles import PREFIX, QUARANTINE, write_policy
+    """A moderator whose default policy forces a verdict, quarantining into QUARANTINE/PREFIX and
+    recording in the decision table TABLE (created by the `s3` fixture)."""
+    from tests.s3_doubles import PREFIX, QUARANTINE, TABLE, write_policy
 
     def build(verdict: str, **settings: Any) -> Moderator:
         return make_moderator(
-            moderation_policy=[write_policy(tmp_path, verdict)],
-            quarantine_bucket=QUARANTINE,
-            quarantine_prefix=PREFIX,
-            **settings,
+            **{
+                "moderation_policy": [write_policy(tmp_path, verdict)],
+                "quarantine_bucket": QUARANTINE,
+                "quarantine_prefix": PREFIX,
+                "decision_table": TABLE,
+                **settings,
+            }
         )
 
     return build
@@ -146,6 +150,7 @@ def moto_server() -> Iterator[str]:
 
     from moto.server import ThreadedMotoServer
 
+    from handler.decisions.table import clear_cached_tables
     from handler.s3.client import get_s3_client
 
     with socket.socket() as probe:
@@ -157,8 +162,10 @@ def moto_server() -> Iterator[str]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AWS_ENDPOINT_URL", endpoint)
         get_s3_client.cache_clear()
+        clear_cached_tables()
         yield endpoint
     get_s3_client.cache_clear()
+    clear_cached_tables()
     server.stop()
 
 
@@ -169,5 +176,17 @@ def s3(moto_server: str) -> Any:
 
     import boto3
 
+    from handler.decisions.table import table_definition
+    from tests.s3_doubles import TABLE
+
     urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"), timeout=5)
+    boto3.client("dynamodb", endpoint_url=moto_server).create_table(**table_definition(TABLE))
     return boto3.client("s3", endpoint_url=moto_server)
+
+
+@pytest.fixture
+def dynamodb(s3: Any, moto_server: str) -> Any:
+    """The decision table's client (the table is created with every fresh `s3`)."""
+    import boto3
+
+    return boto3.client("dynamodb", endpoint_url=moto_server)

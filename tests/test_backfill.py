@@ -303,7 +303,7 @@ def put_completion_report(s3: Any, job_id: str) -> None:
         [UPLOADS, "photos/b.jpg", "v2", "succeeded", "200", "", "judged; verdict=allow"],
         [UPLOADS, "photos/c.jpg", "v3", "succeeded", "200", "", "quarantined; verdict=quarantine"],
         [UPLOADS, "photos/d.txt", "v4", "succeeded", "200", "", "error; verdict=error; not an image"],
-        [UPLOADS, "photos/e.jpg", "v5", "succeeded", "200", "", "skipped; verdict=review; already judged"],
+        [UPLOADS, "photos/e.jpg", "v5", "succeeded", "200", "", "already_judged; verdict=review"],
     ]
     failed = [
         [

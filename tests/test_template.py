@@ -358,14 +358,48 @@ def test_buckets_are_private_versioned_encrypted_and_tls_only(buffered: dict[str
     assert {"Fn::Sub": f"${{{bucket}.Arn}}/*"} in deny_insecure[0]["Resource"]
 
 
-def test_quarantine_keeps_noncurrent_versions_for_the_configured_days(transformed: Json) -> None:
-    for days in ("30", "7"):
-        rendered = render(transformed["buffered"], {"QuarantineVersionExpirationDays": days})
+def test_quarantine_evidence_never_expires_unless_a_retention_is_set(transformed: Json) -> None:
+    def expiring_rules(**overrides: str) -> list[Json]:
+        rendered = render(transformed["buffered"], overrides)
         rules = rendered["Resources"]["QuarantineBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
-        expiring = [r for r in rules if "NoncurrentVersionExpiration" in r]
-        assert len(expiring) == 1
-        assert expiring[0]["Status"] == "Enabled"
-        assert int(expiring[0]["NoncurrentVersionExpiration"]["NoncurrentDays"]) == int(days)
+        return [r for r in rules if "ExpirationInDays" in r or "NoncurrentVersionExpiration" in r]
+
+    assert expiring_rules() == []
+    [rule] = expiring_rules(QuarantineRetentionDays="400")
+    assert rule["Status"] == "Enabled"
+    assert int(rule["ExpirationInDays"]) == 400
+    assert int(rule["NoncurrentVersionExpiration"]["NoncurrentDays"]) == 400
+
+
+def test_decision_table_is_on_demand_recoverable_encrypted_and_matches_the_code(
+    buffered: dict[str, Json],
+) -> None:
+    from handler.decisions.table import table_definition
+
+    table = buffered["Resources"]["DecisionTable"]
+    props = table["Properties"]
+    assert table["DeletionPolicy"] == "Retain"
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"] == {"SSEEnabled": True}
+    code = table_definition("any")
+    for field in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes"):
+        assert props[field] == code[field], field
+    env = buffered["Resources"]["ModerationFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["DECISION_TABLE"] == {"Ref": "DecisionTable"}
+    assert env["API_S3_BUCKETS"] == {"Fn::Sub": UPLOAD_BUCKET_NAME}
+
+
+def test_only_the_function_may_write_moderation_tags_on_uploads(buffered: dict[str, Json]) -> None:
+    statements = buffered["Resources"]["UploadBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    [deny] = [s for s in statements if s.get("Sid") == "OnlyTheFunctionWritesModerationTags"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Principal"] == "*"
+    assert set(deny["Action"]) == {"s3:PutObject", "s3:PutObjectTagging", "s3:PutObjectVersionTagging"}
+    assert deny["Condition"]["ForAnyValue:StringLike"] == {"s3:RequestObjectTagKeys": "moderation-*"}
+    assert deny["Condition"]["ArnNotEquals"] == {
+        "aws:PrincipalArn": {"Fn::GetAtt": ["ModerationFunctionRole", "Arn"]}
+    }
 
 
 def test_upload_bucket_name_is_the_one_every_grant_names(buffered: dict[str, Json]) -> None:
@@ -512,12 +546,19 @@ def test_iam_is_least_privilege(request: pytest.FixtureRequest, shape: str) -> N
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }
+    assert allowed_actions(resources, {"Fn::GetAtt": ["DecisionTable", "Arn"]}) == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+    }
     if shape == "buffered":
         assert allowed_actions(resources, {"Fn::GetAtt": ["UploadQueue", "Arn"]}) == {
             "sqs:ReceiveMessage",
             "sqs:DeleteMessage",
             "sqs:GetQueueAttributes",
             "sqs:ChangeMessageVisibility",
+            "sqs:SendMessage",  # deferred videos go back as new messages
+            "sqs:GetQueueUrl",
         }
 
 
