@@ -32,7 +32,7 @@ def test_s3_local_moves_or_tags_every_upload_and_prints_it(verdict: str) -> None
     if verdict == "quarantine":
         for key in media:
             assert f"  {key}: gone (moved to quarantine)" in uploads
-            assert f"  quarantine/{key} (" in quarantine
+            assert f"  quarantine/local-uploads/{key}/" in quarantine, "one copy per source version"
         assert quarantine.count("moderation-verdict=quarantine") == 3
     else:
         for key in media:
