@@ -1,8 +1,9 @@
 """`make s3-local` / `python -m handler.local_s3`: the whole S3 flow on this machine, no AWS account.
 
 Starts a moto server, creates the upload and quarantine buckets, uploads sample images, a short video and
-a text file (under keys that need URL-encoding), hands `handler.main.handler` the S3 notification AWS
-would send, and prints what it answered, the tags each upload got and the quarantine bucket's contents.
+a text file (under keys that need URL-encoding), creates the decision table, hands `handler.main.handler`
+the S3 notification AWS would send, and prints what it answered, the tags each upload got, the quarantine
+bucket's contents and the decision table's records.
 
 Random weights judge nothing, so unless `--policy` is given, a demo policy forces `--verdict` (quarantine
 by default: every image and the video are copied to the quarantine bucket, verified, and deleted from
@@ -25,7 +26,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote_plus
 
-UPLOADS, QUARANTINE, PREFIX = "local-uploads", "local-quarantine", "quarantine/"
+UPLOADS, QUARANTINE, PREFIX, TABLE = "local-uploads", "local-quarantine", "quarantine/", "local-decisions"
 
 
 def _image(fmt: str, color: tuple[int, int, int]) -> bytes:
@@ -111,6 +112,20 @@ def _tags(s3: Any, bucket: str, key: str, version: str | None = None) -> dict[st
     return {t["Key"]: t["Value"] for t in s3.get_object_tagging(Bucket=bucket, Key=key, **extra)["TagSet"]}
 
 
+def decisions(uploaded: dict[str, str | None]) -> list[str]:
+    from handler.decisions.table import get_decision_table
+
+    table = get_decision_table()
+    assert table is not None  # DECISION_TABLE is set in run()
+    lines = ["", f"decision table {TABLE}:"]
+    for key in uploaded:
+        for record in table.history(UPLOADS, key):
+            where = f", quarantine copy {record.quarantine}" if record.quarantine else ""
+            why = f", reason {record.reason}" if record.reason else ""
+            lines.append(f"  {key}: {record.verdict} ({record.state}) by {record.policy}{where}{why}")
+    return lines
+
+
 def report(s3: Any, uploaded: dict[str, str | None], answer: dict[str, Any]) -> list[str]:
     lines = [f"handler answered: {json.dumps(answer)}", "", f"s3://{UPLOADS}:"]
     for key, version in uploaded.items():
@@ -155,8 +170,12 @@ def run(work: Path, verdict: str, policy: Path | None, model_dir: Path | None) -
             MODERATION_POLICY=str(policy or demo_policy(work, verdict)),
             QUARANTINE_BUCKET=QUARANTINE,
             QUARANTINE_PREFIX=PREFIX,
+            DECISION_TABLE=TABLE,
         )
         os.environ.pop("AWS_PROFILE", None)
+        from handler.decisions.table import table_definition
+
+        boto3.client("dynamodb").create_table(**table_definition(TABLE))
         s3 = boto3.client("s3")
         for bucket in (UPLOADS, QUARANTINE):
             s3.create_bucket(Bucket=bucket)
@@ -169,7 +188,7 @@ def run(work: Path, verdict: str, policy: Path | None, model_dir: Path | None) -
         from handler.main import handler  # loads the model now that MODEL_DIR and the policy are set
 
         answer = handler(notification(uploaded), None)
-        return report(s3, uploaded, answer)
+        return report(s3, uploaded, answer) + decisions(uploaded)
     finally:
         server.stop()
 

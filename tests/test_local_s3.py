@@ -27,7 +27,8 @@ def test_s3_local_moves_or_tags_every_upload_and_prints_it(verdict: str) -> None
     )
     assert result.returncode == 0, result.stderr[-3000:]
     out = result.stdout
-    uploads, quarantine = out.split("s3://local-quarantine:")
+    uploads, rest = out.split("s3://local-quarantine:")
+    quarantine, records = rest.split("decision table local-decisions:")
     media = ("photos/beach + sun.jpg", "photos/night sky.png", "clips/wave.mp4")
     if verdict == "quarantine":
         for key in media:
@@ -42,3 +43,6 @@ def test_s3_local_moves_or_tags_every_upload_and_prints_it(verdict: str) -> None
     notes = next(x for x in uploads.splitlines() if x.startswith("  docs/notes.txt: "))
     assert "moderation-verdict=error" in notes
     assert "moderation-reason=not an image" in notes
+    for key in media:  # the record, not only the tags
+        assert f"  {key}: {verdict} (done) by local-demo-{verdict}@" in records
+    assert "  docs/notes.txt: error (done)" in records
