@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from handler.core.moderator import Moderator, get_moderator
-from handler.core.policy import PolicySet
+from handler.core.policy import Action, Policy, PolicySet
 from handler.settings import Settings, get_settings
 from handler.tools.random_checkpoint import make_random_checkpoint
 
@@ -136,6 +136,21 @@ def image_bytes(
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **save)
     return buffer.getvalue()
+
+
+def verdict_by_the_rule(scores: dict[str, float], policy: Policy) -> str:
+    """The verdict design.md defines: the most severe action among the flagged categories (score at or
+    above the threshold, the safe class never), allow when none is flagged. An oracle for tests that
+    cannot force a verdict (random weights give whatever scores they give)."""
+    flagged = [c.action for c in policy.categories if not c.safe and scores[c.name] >= c.threshold]
+    return max(flagged, key=lambda action: action.severity, default=Action.allow).value
+
+
+def api_verdict(client: TestClient, image: bytes) -> str:
+    """What POST /v1/moderate answers for these bytes (the reference another path must agree with)."""
+    response = client.post("/v1/moderate", files={"image": ("a.jpg", image, "image/jpeg")})
+    assert response.status_code == 200, response.text
+    return str(response.json()["verdict"])
 
 
 @pytest.fixture
