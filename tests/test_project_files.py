@@ -101,3 +101,37 @@ def test_the_published_openapi_schema_is_the_apps() -> None:
     committed = ROOT / "docs" / "openapi.json"
     assert committed.read_text() == render(schema()), "docs/openapi.json is stale: run `make openapi`"
     assert json.loads(committed.read_text())["info"]["version"] == __version__
+
+
+@pytest.mark.slow
+def test_pip_builds_a_wheel_with_the_type_marker_the_policy_and_the_command(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+    import zipfile
+
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path),
+            ".",
+        ],
+        cwd=ROOT,
+        check=True,
+        timeout=300,
+        capture_output=True,
+    )
+    (wheel,) = tmp_path.glob("clip_moderation-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    assert {"handler/py.typed", "handler/default_policy.yaml", "handler/main.py"} <= names
+    assert not any(name.startswith("tests/") for name in names)
+    info = f"clip_moderation-{__version__}.dist-info"
+    assert f"{info}/licenses/LICENSE" in names
+    entry_points = zipfile.ZipFile(wheel).read(f"{info}/entry_points.txt").decode()
+    assert "clip-moderation = handler.cli:main" in entry_points
