@@ -421,3 +421,32 @@ def test_the_bench_runs_the_dry_run_over_what_it_uploaded(tmp_path: Path) -> Non
 
     assert result["objects"] == 25
     assert result["manifest_bytes"] == (tmp_path / "manifest.csv").stat().st_size > 25 * len("bench-uploads,")
+
+
+def test_an_inventory_it_cannot_read_is_a_clear_error(
+    s3: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = put_inventory(s3, [[UPLOADS, "photos/a.jpg", "v1"]], "Bucket, Key, VersionId")
+    out = str(tmp_path / "m.csv")
+
+    status, err = run(
+        capsys,
+        f"s3://{UPLOADS}/",
+        "--inventory",
+        url,
+        "--since",
+        "2026-01-01",
+        "--dry-run",
+        "--manifest-out",
+        out,
+    )
+    assert status == 2
+    assert "--since needs the inventory's LastModifiedDate field" in err
+
+    status, report = run(capsys, f"s3://{UPLOADS}/", "--inventory", url, "--dry-run", "--manifest-out", out)
+    assert status == 0
+    assert report["objects"] == 1, "without --since, the date is not needed"
+
+    status, err = run(capsys, f"s3://{UPLOADS}/", "--inventory", f"s3://{INVENTORY}/x/data.csv", "--dry-run")
+    assert status == 2
+    assert "manifest.json" in err

@@ -25,7 +25,7 @@ class Listed:
     bucket: str
     key: str
     version_id: str | None  # None: the bucket was never versioned, or the object predates versioning
-    last_modified: datetime
+    last_modified: datetime | None  # None: an inventory without the LastModifiedDate field
 
 
 @dataclass
@@ -55,10 +55,14 @@ def parse_since(text: str | None) -> datetime | None:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
-def _wanted(key: str, size: int, modified: datetime, since: datetime | None) -> bool:
-    if key.endswith("/") and size == 0:
-        return False
-    return since is None or modified >= since
+def _wanted(key: str, size: int | None, modified: datetime | None, since: datetime | None) -> bool:
+    if key.endswith("/") and not size:
+        return False  # a folder placeholder
+    if since is None:
+        return True
+    if modified is None:
+        raise InputError("--since needs the inventory's LastModifiedDate field, which this one lacks")
+    return modified >= since
 
 
 def from_bucket(s3: Any, bucket: str, prefix: str, since: datetime | None) -> Listing:
@@ -111,11 +115,8 @@ def from_inventory(s3: Any, manifest_url: str, prefix: str, since: datetime | No
         if row.get("IsLatest", "true") != "true" or row.get("IsDeleteMarker", "false") == "true":
             continue
         modified = datetime.fromisoformat(row["LastModifiedDate"]) if row.get("LastModifiedDate") else None
-        size = int(row["Size"]) if row.get("Size") else 1
-        if modified is None and since is not None:
-            raise InputError("--since needs the inventory's LastModifiedDate field, which this one lacks")
-        if not _wanted(object_key, size, modified or datetime.max.replace(tzinfo=UTC), since):
+        size = int(row["Size"]) if row.get("Size") else None
+        if not _wanted(object_key, size, modified, since):
             continue
-        version = row.get("VersionId") or None
-        found.append(Listed(row.get("Bucket", source), object_key, version, modified or datetime.now(UTC)))
+        found.append(Listed(row.get("Bucket", source), object_key, row.get("VersionId") or None, modified))
     return source, Listing(found, requests)
