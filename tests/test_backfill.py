@@ -450,3 +450,9 @@ def test_an_inventory_it_cannot_read_is_a_clear_error(
     status, err = run(capsys, f"s3://{UPLOADS}/", "--inventory", f"s3://{INVENTORY}/x/data.csv", "--dry-run")
     assert status == 2
     assert "manifest.json" in err
+
+
+def test_a_missing_bucket_is_one_line_naming_it(s3: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    status, err = run(capsys, "s3://no-such-bucket/photos/", "--dry-run")
+    assert status == 2
+    assert "ListObjectVersions: NoSuchBucket" in err

@@ -100,7 +100,25 @@ def _status(args: argparse.Namespace) -> dict[str, Any]:
     return status
 
 
+# AWS answers an operator can act on (a bucket name, a grant, a job id): one line, not a traceback.
+_OPERATOR_ERRORS = {"NoSuchBucket", "NoSuchKey", "AccessDenied", "InvalidRequest", "NoSuchJob", "BadRequest"}
+
+
 def _backfill(args: argparse.Namespace) -> int:
+    from botocore.exceptions import ClientError
+
+    try:
+        return _run(args)
+    except ClientError as exc:
+        error = exc.response.get("Error", {})
+        if error.get("Code") in _OPERATOR_ERRORS:
+            raise InputError(
+                f"{exc.operation_name}: {error.get('Code')}: {error.get('Message', '')}"
+            ) from exc
+        raise
+
+
+def _run(args: argparse.Namespace) -> int:
     words: list[str] = args.what
     if words[0] == "status":
         if len(words) != 2:
