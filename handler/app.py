@@ -18,6 +18,7 @@ from handler.api.schemas import BatchJSONRequest, ModerateJSONRequest
 from handler.api.video_schemas import VideoJSONRequest
 from handler.core.moderator import get_moderator
 from handler.exceptions import InputError
+from handler.observability.request_id import RequestIdMiddleware
 
 
 @asynccontextmanager
@@ -39,6 +40,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     app.add_exception_handler(InputError, _input_error)
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(classify.router)
     app.include_router(moderate.router)
     app.include_router(moderate_batch.router)

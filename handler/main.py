@@ -16,6 +16,7 @@ from mangum import Mangum
 
 from handler.app import app
 from handler.core.moderator import get_moderator
+from handler.observability import metrics
 from handler.s3 import entry
 from handler.s3.events import S3_TEST_EVENT
 from handler.settings import get_settings
@@ -35,6 +36,7 @@ logging.getLogger("handler").setLevel(get_settings().log_level.upper())
 remove_stale_spools()  # a timed-out invocation of this sandbox may have left a spooled video in /tmp
 get_moderator()  # load the model at init, outside the handler: every invocation reuses it
 _http = Mangum(app, lifespan="off")
+metrics.cold_start(get_settings())
 
 
 def _first_record(event: Event) -> dict[str, Any]:

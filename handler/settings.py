@@ -119,6 +119,15 @@ class Settings(BaseSettings):
     feedback_prefix: str = Field(default="feedback/", description="Key prefix of feedback records.")
     feedback_dir: Path = Field(default=Path("feedback"), description="Local feedback directory.")
 
+    # Operations
+    metrics: Literal["auto", "on", "off"] = Field(
+        default="auto", description="CloudWatch EMF metrics on stdout; auto = on inside Lambda only."
+    )
+    metrics_namespace: str = Field(default="ClipModeration", min_length=1, max_length=255)
+    event_bus_name: str | None = Field(
+        default=None, description="EventBridge bus for review/quarantine verdict events; unset: none sent."
+    )
+
     # Serving
     port: int = Field(default=8000, ge=1, le=65535)
     host: str = "127.0.0.1"
@@ -138,7 +147,9 @@ class Settings(BaseSettings):
             return [b.strip() for b in value.split(",") if b.strip()]
         return value
 
-    @field_validator("feedback_bucket", "decision_table", "quarantine_bucket", mode="before")
+    @field_validator(
+        "feedback_bucket", "decision_table", "quarantine_bucket", "event_bus_name", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

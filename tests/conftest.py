@@ -7,6 +7,7 @@ import os
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -205,3 +206,38 @@ def dynamodb(s3: Any, moto_server: str) -> Any:
     import boto3
 
     return boto3.client("dynamodb", endpoint_url=moto_server)
+
+
+@pytest.fixture
+def deploy(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moderator: Moderator
+) -> Iterator[Callable[..., ModuleType]]:
+    """Configure the deployment through the environment (as the template does) and return the Lambda
+    entry module: `deploy("quarantine", METRICS="on")` makes the default policy force that verdict."""
+    import handler.main
+    from handler.decisions.table import clear_cached_tables
+    from handler.observability.verdict_events import get_events_client
+    from handler.s3.deferral import get_sqs_client
+    from tests.s3_doubles import PREFIX, QUARANTINE, TABLE, make_buckets, write_policy
+
+    def clear() -> None:
+        for cached in (get_settings, get_moderator, clear_cached_tables, get_sqs_client, get_events_client):
+            getattr(cached, "cache_clear", cached)()
+
+    def configure(verdict: str, **env: str) -> ModuleType:
+        values = {
+            "MODERATION_POLICY": str(write_policy(tmp_path, verdict)),
+            "QUARANTINE_BUCKET": QUARANTINE,
+            "QUARANTINE_PREFIX": PREFIX,
+            "DECISION_TABLE": TABLE,
+            **env,
+        }
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        clear()
+        return handler.main
+
+    make_buckets(s3)
+    yield configure
+    monkeypatch.undo()
+    clear()

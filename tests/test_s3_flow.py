@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from handler.core.moderator import Moderator
+from handler.logs import JsonMessageFormatter
 from handler.s3.events import ObjectRef
 from handler.s3.moderation import Outcome, moderate_objects
 from handler.s3.tags import POLICY, REASON, SCORE, TOP, VERDICT, tag_value
@@ -388,7 +389,11 @@ def test_one_json_log_line_per_object(
     with caplog.at_level(logging.INFO, logger="handler.s3.moderation"):
         moderate_objects([ObjectRef(UPLOADS, "a.jpg", version)], client=s3, moderator=forced("review"))
 
-    [line] = [json.loads(r.getMessage()) for r in caplog.records if r.name == "handler.s3.moderation"]
+    [record] = [r for r in caplog.records if r.name == "handler.s3.moderation"]
+    line = record.msg  # a dict: Lambda's JSON log format nests it as an object beside the request id
+    assert isinstance(line, dict)
+    assert json.loads(JsonMessageFormatter().format(record)) == line  # serve/CLI: one JSON line
+    assert line["object"] == f"s3://{UPLOADS}/a.jpg?versionId={version}"
     assert line["bucket"] == UPLOADS
     assert line["key"] == "a.jpg"
     assert line["version"] == version

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -11,16 +11,11 @@ from typing import Any
 import pytest
 
 from handler.core.moderator import Moderator, get_moderator
-from handler.decisions.table import clear_cached_tables
-from handler.s3.deferral import get_sqs_client
 from handler.s3.tags import POLICY, REASON, VERDICT
-from handler.settings import get_settings
 from tests.conftest import image_bytes
 from tests.event_loader import encode_key, load_event, sqs_event
 from tests.s3_doubles import (
-    PREFIX,
     QUARANTINE,
-    TABLE,
     UPLOADS,
     S3Proxy,
     exists,
@@ -28,42 +23,9 @@ from tests.s3_doubles import (
     quarantined_key,
     records_of,
     tags_of,
-    write_policy,
 )
 
 QUEUE = "moderation-queue"  # the queue named by tests/events/sqs_s3_put.json's eventSourceARN
-
-
-@pytest.fixture
-def deploy(
-    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moderator: Moderator
-) -> Iterator[Callable[..., ModuleType]]:
-    """Configure the deployment through the environment (as the template does) and return the entry
-    module: `deploy("quarantine")` makes the default policy force that verdict."""
-    import handler.main
-
-    def configure(verdict: str, **env: str) -> ModuleType:
-        values = {
-            "MODERATION_POLICY": str(write_policy(tmp_path, verdict)),
-            "QUARANTINE_BUCKET": QUARANTINE,
-            "QUARANTINE_PREFIX": PREFIX,
-            "DECISION_TABLE": TABLE,
-            **env,
-        }
-        for name, value in values.items():
-            monkeypatch.setenv(name, value)
-        get_settings.cache_clear()
-        get_moderator.cache_clear()
-        clear_cached_tables()
-        get_sqs_client.cache_clear()
-        return handler.main
-
-    make_buckets(s3)
-    yield configure
-    monkeypatch.undo()
-    get_settings.cache_clear()
-    get_moderator.cache_clear()
-    get_sqs_client.cache_clear()
 
 
 def put(s3: Any, key: str, body: bytes, **extra: Any) -> str:

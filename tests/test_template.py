@@ -247,7 +247,7 @@ def test_function_is_the_baked_image(
     assert env["QUARANTINE_BUCKET"] == {"Ref": "QuarantineBucket"}
     assert env["QUARANTINE_PREFIX"] == "quarantine/"
     assert env["MODERATION_POLICY"] == "", "empty = the built-in policy"
-    assert props["LoggingConfig"] == {"LogGroup": {"Ref": "ModerationLogGroup"}}
+    assert props["LoggingConfig"]["LogGroup"] == {"Ref": "ModerationLogGroup"}
     assert props["Role"] == {"Fn::GetAtt": ["ModerationFunctionRole", "Arn"]}
 
     arm = render(transformed["buffered"], {"Architecture": "arm64", "MemorySize": "4096"})
@@ -828,3 +828,74 @@ def test_backfill_role_invokes_this_function_only_reads_manifests_and_writes_rep
     assert outputs["BackfillRoleArn"]["Value"] == {"Fn::GetAtt": ["BackfillRole", "Arn"]}
     assert outputs["BackfillBucketName"]["Value"] == {"Ref": "BackfillBucket"}
     assert outputs["FunctionArn"]["Value"] == {"Fn::GetAtt": ["ModerationFunction", "Arn"]}
+
+
+# ---------------------------------------------------------------------------------------------- operations
+def _dashboard_body(rendered: dict[str, Json]) -> Json:
+    """The dashboard's JSON with the Fn::Sub variables filled in as CloudFormation would."""
+    body, variables = rendered["Resources"]["ModerationDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    names = {"AWS::Region": "us-east-1", "AWS::StackName": "stack", **{k: f"<{k}>" for k in variables}}
+    for name, value in names.items():
+        body = body.replace("${" + name + "}", value)
+    assert "${" not in body, "an unresolved variable in the dashboard"
+    return json.loads(body)
+
+
+def test_dashboard_shows_verdicts_rate_latency_errors_dlq_throttles_concurrency(
+    buffered: dict[str, Json],
+) -> None:
+    widgets = _dashboard_body(buffered)["widgets"]
+    titles = " | ".join(w["properties"]["title"] for w in widgets)
+    for needed in (
+        "Verdicts",
+        "Quarantine rate",
+        "latency",
+        "Errors",
+        "Dead-letter",
+        "Throttles",
+        "Concurrency",
+    ):
+        assert needed in titles, titles
+    latency = next(w for w in widgets if "latency" in w["properties"]["title"])
+    stats = {m[-1]["stat"] for m in latency["properties"]["metrics"] if isinstance(m[-1], dict)}
+    assert stats == {"p50", "p95", "p99"}
+    env = buffered["Resources"]["ModerationFunction"]["Properties"]["Environment"]["Variables"]
+    namespace = buffered["Resources"]["ModerationDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"][1][
+        "Ns"
+    ]
+    assert env["METRICS_NAMESPACE"] == namespace  # the dashboard reads what the function writes
+
+
+def test_logs_are_json_and_tracing_is_a_parameter(transformed: Json) -> None:
+    for tracing in ("PassThrough", "Active"):
+        rendered = render(transformed["buffered"], {"Tracing": tracing})
+        function = rendered["Resources"]["ModerationFunction"]["Properties"]
+        assert function["LoggingConfig"]["LogFormat"] == "JSON"
+        assert function["TracingConfig"] == {"Mode": tracing}
+        xray = [s for _, s in role_statements(rendered["Resources"]) if s.get("Sid") == "SendTraces"]
+        assert len(xray) == (tracing == "Active")
+        if xray:  # the one "*" the role has: X-Ray's APIs take no resource-level permissions
+            assert set(xray[0]["Action"]) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+
+def test_verdict_events_and_their_email_rule(transformed: Json, buffered: dict[str, Json]) -> None:
+    env = buffered["Resources"]["ModerationFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["EVENT_BUS_NAME"] == "default"
+    assert allowed_actions(
+        buffered["Resources"],
+        {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"},
+    ) == {"events:PutEvents"}
+    assert "VerdictRule" not in buffered["Resources"]  # off by default
+    rendered = render(transformed["buffered"], {"VerdictEmail": "ops@example.com"})
+    rule = rendered["Resources"]["VerdictRule"]["Properties"]
+    assert rule["EventPattern"]["source"] == ["clip-moderation"]
+    assert rule["EventPattern"]["detail"]["verdict"] == ["review", "quarantine"]
+    assert rendered["Resources"]["VerdictEmailSubscription"]["Properties"]["Endpoint"] == "ops@example.com"
+
+
+def test_quarantine_rate_alarm_is_off_by_default(transformed: Json, buffered: dict[str, Json]) -> None:
+    assert "QuarantineRateAlarm" not in buffered["Resources"]
+    rendered = render(transformed["buffered"], {"QuarantineRateAlarmPercent": "5"})
+    alarm = rendered["Resources"]["QuarantineRateAlarm"]["Properties"]
+    assert int(alarm["Threshold"]) == 5
+    assert {m["Id"] for m in alarm["Metrics"]} == {"rate", "total", "q", "a", "r", "e"}

@@ -20,6 +20,7 @@ from handler.api.video_schemas import VideoJSONRequest, VideoModerateResponse
 from handler.api.video_sources import video_chunks
 from handler.core.moderator import Moderator
 from handler.logs import log_decision
+from handler.observability import metrics
 from handler.video.inputs import head_of, spooled, too_large, video_kind
 from handler.video.judge import moderate_video
 
@@ -95,6 +96,11 @@ def _judge(
         )
     elapsed_ms = (time.perf_counter() - timer) * 1000
     top, score = verdict.top
+    flagged = sorted({s.category for s in verdict.segments if s.action.value != "allow"})
+    metrics.object_judged(
+        settings, source="video", verdict=verdict.verdict.value, flagged=flagged, ms=elapsed_ms
+    )
+    metrics.video_frames(settings, len(verdict.frames))
     log_decision(
         logger,
         event="moderate_video",

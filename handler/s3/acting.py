@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 
 from handler.decisions.record import DecisionRecord, Quarantined
+from handler.observability import verdict_events
 from handler.s3 import objects as s3_object
 from handler.s3.context import FlowContext
 from handler.s3.quarantine import (
@@ -70,6 +71,11 @@ def _with_tags_room(record: DecisionRecord, tags: dict[str, str]) -> DecisionRec
 def _complete(
     ctx: FlowContext, record: DecisionRecord, quarantine: Quarantined | None = None
 ) -> DecisionRecord:
+    """Announce a review/quarantine verdict, then mark the record done (a fault before: the retry
+    resumes and announces again)."""
+    final = record.with_changes(quarantine=quarantine or record.quarantine)
+    if not record.done:
+        verdict_events.publish(final, ctx.settings.event_bus_name)
     if ctx.table is None:
-        return record.with_changes(quarantine=quarantine or record.quarantine)
+        return final
     return ctx.table.complete(record, quarantine)

@@ -2,6 +2,8 @@
 
 Keys in S3 notifications, EventBridge events and Batch Operations schema 1.0 are URL-encoded (`+` is a
 space) and are decoded here, once; schema 2.0 sends them as they are.
+Hand-written rather than Powertools' data classes: one small module reads all five shapes (SNS-wrapped
+SQS bodies and our own re-queued messages included) into one `ObjectRef`, without a runtime dependency.
 """
 
 from __future__ import annotations

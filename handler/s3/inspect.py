@@ -70,7 +70,7 @@ def _read_media(ctx: FlowContext, item: Item, size: int) -> None:
     first = s3_object.first_bytes(ctx.s3, item.ref, VIDEO_SNIFF_BYTES)
     video_format = sniff_video_format(first)
     if video_format is not None:
-        item.sequence = Sequence(video_format, size)
+        item.sequence, item.kind = Sequence(video_format, size), "video"
         return
     if size > limit:
         ctx.errored(item, f"object is {size} bytes, over the limit of {limit} bytes")
@@ -82,7 +82,7 @@ def _read_media(ctx: FlowContext, item: Item, size: int) -> None:
     data = s3_object.read_body(ctx.s3, item.ref)
     try:
         if s3_video.is_animated(image_format, data):  # every frame is judged, as for a video
-            item.sequence = Sequence(image_format, size, data)
+            item.sequence, item.kind = Sequence(image_format, size, data), "animated"
             return
         item.pixels = ctx.mod.pixels(ctx.mod.decode(data))  # only model-sized arrays wait for the model
     except InputError as exc:

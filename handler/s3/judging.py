@@ -8,6 +8,7 @@ keep their verdicts.
 from __future__ import annotations
 
 import logging
+import time
 
 from handler.exceptions import InputError
 from handler.s3 import video as s3_video
@@ -35,9 +36,12 @@ def judge_stills(ctx: FlowContext, items: list[Item]) -> None:
 
 
 def _judge_together(ctx: FlowContext, items: list[Item]) -> None:
+    started = time.perf_counter()
     embeddings = ctx.mod.embed_pixels([item.pixels for item in items])
+    share = (time.perf_counter() - started) * 1000 / len(items)
     for item, decision in zip(items, ctx.mod.judge_embeddings(embeddings, ctx.policy), strict=True):
         ctx.decided(item, decision)
+        item.model_ms = share
 
 
 def judge_sequences(ctx: FlowContext, items: list[Item]) -> None:
@@ -63,3 +67,4 @@ def judge_sequences(ctx: FlowContext, items: list[Item]) -> None:
             item.fail(exc)
         else:
             ctx.decided(item, verdict.as_decision(), s3_video.video_tags(verdict))
+            item.frames = len(verdict.frames)

@@ -18,6 +18,7 @@ from typing import Any
 from handler.core.moderator import Moderator, get_moderator
 from handler.decisions.table import DecisionTable, get_decision_table
 from handler.logs import log_decision
+from handler.observability import metrics
 from handler.s3.acting import act
 from handler.s3.client import get_s3_client
 from handler.s3.context import FlowContext
@@ -64,7 +65,7 @@ def moderate_objects(
 
     _each(ctx, [item for item in items if item.result is None and item.record is not None], acted)
     for item in items:
-        _log(item)
+        _log(ctx, item)
     return [_result(unique[ref.identity]) for ref in refs]
 
 
@@ -86,12 +87,15 @@ def _result(item: Item) -> ObjectResult:
     return item.result
 
 
-def _log(item: Item) -> None:
+def _log(ctx: FlowContext, item: Item) -> None:
     result = _result(item)
     record = result.record
+    ms = (time.perf_counter() - item.started) * 1000
     log_decision(
         logger,
         event="s3_moderation",
+        object=str(result.ref),
+        kind=item.kind,
         bucket=result.ref.bucket,
         key=result.ref.key,
         version=result.ref.version_id,
@@ -104,5 +108,21 @@ def _log(item: Item) -> None:
         judged_by=record.judged_by if record else None,
         quarantine=str(record.quarantine) if record and record.quarantine else None,
         detail=result.detail,
-        ms=(time.perf_counter() - item.started) * 1000,
+        frames=item.frames,
+        ms=ms,
     )
+    if result.outcome in (Outcome.judged, Outcome.quarantined, Outcome.error):
+        assert record is not None
+        metrics.object_judged(
+            ctx.settings,
+            source="s3",
+            verdict=record.verdict,
+            flagged=record.flagged,
+            ms=ms,
+            model_ms=item.model_ms,
+            reason=metrics.error_reason(record.reason) if record.reason else None,
+        )
+    elif result.outcome in (Outcome.failed, Outcome.deferred):
+        metrics.failure(ctx.settings, result.outcome.value)
+    if item.frames is not None:
+        metrics.video_frames(ctx.settings, item.frames)

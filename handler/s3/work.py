@@ -61,6 +61,9 @@ class Item:
     claimed: bool = False  # `record` is already the table's (a resumed action)
     decision: Decision | None = None
     result: ObjectResult | None = None
+    kind: str = "image"  # image | video | animated (for logs and metrics)
+    model_ms: float | None = None  # this object's share of its forward pass
+    frames: int | None = None  # frames judged (videos and animations)
 
     def finish(self, outcome: Outcome, **fields: Any) -> None:
         self.result = ObjectResult(self.ref, outcome, **fields)
