@@ -77,6 +77,9 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Buckets the API's `s3` source may read (comma-separated); any other is a uniform 403.",
     )
+    review_url_ttl_s: int = Field(
+        default=300, ge=30, le=3600, description="Lifetime of the review queue's presigned thumbnail URLs."
+    )
     max_video_deferrals: int = Field(
         default=20, ge=0, description="Times one SQS object may be re-queued for lack of invocation time."
     )

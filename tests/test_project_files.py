@@ -119,6 +119,7 @@ def test_pip_builds_a_wheel_with_the_type_marker_the_policy_and_the_command(tmp_
     (wheel,) = tmp_path.glob("clip_moderation-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"handler/py.typed", "handler/default_policy.yaml", "handler/main.py"} <= names
+    assert {"handler/console/static/index.html", "handler/console/static/api.js"} <= names, "the console"
     assert not any(name.startswith("tests/") for name in names)
     info = f"clip_moderation-{__version__}.dist-info"
     assert f"{info}/licenses/LICENSE" in names

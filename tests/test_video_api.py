@@ -19,6 +19,7 @@ RESPONSE_KEYS = {
     "verdict",
     "segments",
     "frames_scored",
+    "frames",
     "duration_s",
     "elapsed_ms",
     "early_exit",
@@ -84,6 +85,11 @@ def test_base64_json_with_a_forced_verdict_has_one_segment_over_the_clip(
         "bad",
         "review",
     )
+    assert [frame["time_s"] for frame in body["frames"]] == [0.0, 1.0, 2.0]
+    for frame in body["frames"]:
+        assert set(frame["scores"]) == {"bad", "meh", "fine"}
+        assert sum(frame["scores"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert frame["flagged"] == ["bad"]  # threshold 0.0 flags `bad` on every frame, nothing else
 
 
 def test_early_exit_is_reported(client: TestClient, use: Use, clip: bytes) -> None:

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from handler.api.schemas import S3Reference, require_one_source
-from handler.video.response import VideoModerateResponse, VideoSegment
+from handler.video.response import VideoFrame, VideoModerateResponse, VideoSegment
 
-__all__ = ["VideoJSONRequest", "VideoModerateResponse", "VideoSegment"]
+__all__ = ["VideoFrame", "VideoJSONRequest", "VideoModerateResponse", "VideoSegment"]
 
 
 class VideoJSONRequest(BaseModel):
