@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 .PHONY: help install serve test lint typecheck bench openapi s3-local clean
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt requirements-tools.txt requirements-dev.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -21,7 +21,7 @@ install: $(STAMP) ## create or refresh the venv from the requirements files
 serve: $(STAMP) ## run the API on $$PORT (default 8000); set MODEL_DIR to a local checkpoint
 	PORT=$(PORT) $(PY) -m handler serve
 
-test: $(STAMP) ## lint, type-check, validate the template and run the test suite
+test: $(STAMP) ## lint, type-check, check the import layering, validate the template, run the tests
 	$(PY) -m ruff check handler tests
 	$(PY) -m ruff format --check handler tests
 	$(PY) -m mypy handler
