@@ -143,3 +143,9 @@ def test_the_function_answers_the_new_and_the_old_url_alike(
     assert response["statusCode"] == 200, response
     answer = json.loads(response["body"])
     assert (answer["verdict"], answer["policy"].split("@")[0]) == ("review", "forced-review")
+    headers = {k.lower(): v for k, v in response["headers"].items()}
+    if url_path.startswith("/v1/"):
+        assert headers["deprecation"] == "@1796169600", "RFC 9745: deprecated since 2026-12-02"
+        assert "ApiUrl" in headers["x-deprecation-notice"]
+    else:
+        assert "deprecation" not in headers
