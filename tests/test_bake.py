@@ -86,6 +86,7 @@ def test_exported_towers_match_transformers(baked: Path) -> None:
     assert exported.logit_scale == pytest.approx(reference.logit_scale)
 
 
+@pytest.mark.slow
 def test_baked_model_serves_with_the_network_disabled_and_without_transformers(baked: Path) -> None:
     script = """
 import socket, sys, json
@@ -122,6 +123,7 @@ print(json.dumps({"classify": r.status_code, "moderate": m.status_code, "transfo
     }
 
 
+@pytest.mark.slow
 def test_bake_command_line(tiny_model_dir: Path, tmp_path: Path) -> None:
     result = subprocess.run(
         [

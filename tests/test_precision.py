@@ -71,6 +71,7 @@ def test_parity_report_compares_embeddings_top1_and_verdicts(baked: Path, native
     assert report["verdict_agreement"] is not None
 
 
+@pytest.mark.slow
 def test_compare_precision_command(baked: Path, tmp_path: Path) -> None:
     paths = []
     for i in range(3):

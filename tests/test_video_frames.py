@@ -7,8 +7,9 @@ from pathlib import Path
 import pytest
 
 from handler.exceptions import InputError
+from handler.video.formats import media_kind
 from handler.video.frames import VideoFile
-from handler.video.judge import media_kind, open_source
+from handler.video.judge import open_source
 from handler.video.multiframe import MultiFrameImage
 from handler.video.sampling import SamplingLimits, VideoTooLong, plan
 from tests.video_media import BLUE, GREEN, RED, animation, make_audio_only, make_video, needs

@@ -20,13 +20,11 @@ from handler.api.sources import Source
 from handler.api.video_schemas import VideoJSONRequest, VideoModerateResponse
 from handler.core.moderator import Moderator
 from handler.exceptions import InputError
-from handler.inputs.images import sniff_image_format
 from handler.inputs.judge import judge
 from handler.inputs.media import Still, file_media
 from handler.logs import log_decision
 from handler.observability import metrics
-from handler.video.inputs import head_of, spooled, too_large
-from handler.video.judge import media_kind
+from handler.video.inputs import head_of, spooled, too_large, video_kind
 
 router = APIRouter(tags=["moderate"])
 logger = logging.getLogger(__name__)
@@ -66,22 +64,6 @@ async def moderate_video_route(
     source, policy_name = await _parse(request, mod.settings.max_video_bytes)
     cap = gateway_time_cap_s(request.scope.get("aws.event"))
     return await run_in_threadpool(_judge, mod, source, policy_name, started, cap)
-
-
-def video_kind(head: bytes) -> str:
-    """The sniffed container (or gif/webp), or a 4xx saying what the bytes are instead."""
-    if not head:
-        raise InputError("the video is empty (0 bytes)")
-    kind = media_kind(head)
-    if kind is not None:
-        return kind
-    image = sniff_image_format(head)
-    if image is not None:
-        raise InputError(f"this is a still {image} image, not a video: send it to POST /v1/moderate", 415)
-    raise InputError(
-        "not a video: no MP4, MOV, WebM, Matroska, AVI or MPEG-TS signature (nor a multi-frame image)",
-        status_code=415,
-    )
 
 
 def _judge(

@@ -10,18 +10,16 @@ from typing import Any
 
 
 def _video(args: argparse.Namespace) -> int:
-    from handler.api.deps import media_limits
-    from handler.api.moderate_video import video_kind
-    from handler.api.video_schemas import VideoModerateResponse
     from handler.core.moderator import get_moderator
     from handler.exceptions import InputError
-    from handler.inputs.judge import judge
+    from handler.inputs.judge import MediaLimits, judge
     from handler.inputs.media import Still, file_media
-    from handler.video.inputs import head_of
+    from handler.video.inputs import head_of, video_kind
+    from handler.video.response import VideoModerateResponse
 
     mod = get_moderator()
     policy = mod.policy(args.policy)
-    limits = media_limits(mod)
+    limits = MediaLimits.from_settings(mod.settings, mod.encoder.preprocess)
     status = 0
     for name in args.videos:
         path = Path(name)

@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+from handler.inputs.images import sniff_image_format
+
+#: Sniffed image formats that may hold several frames (APNG is a png, MPO a jpeg, pages a tiff, bursts a
+#: heic/heif/avif); an image of these with more than one frame is judged frame by frame.
+MULTI_FRAME_FORMATS = frozenset({"gif", "webp", "png", "tiff", "jpeg", "heic", "heif", "avif"})
+
 #: Enough for every signature below (MPEG-TS needs three 188-byte packets' sync bytes).
 VIDEO_SNIFF_BYTES = 512
 
@@ -39,3 +45,12 @@ def _is_mpegts(head: bytes) -> bool:
     """Sync byte 0x47 at the start of three consecutive 188-byte packets (one alone is just a `G`)."""
     packets = [head[i] for i in range(0, min(len(head), 3 * _TS_PACKET), _TS_PACKET)]
     return len(packets) == 3 and all(byte == 0x47 for byte in packets)
+
+
+def media_kind(head: bytes) -> str | None:
+    """The video container, or an image format that may hold several frames; None for anything else."""
+    video = sniff_video_format(head)
+    if video is not None:
+        return video
+    image = sniff_image_format(head)
+    return image if image in MULTI_FRAME_FORMATS else None

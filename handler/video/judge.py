@@ -21,18 +21,14 @@ from handler.core.policy import Policy
 from handler.core.preprocess import PreprocessConfig
 from handler.core.scoring import Decision
 from handler.exceptions import InputError
-from handler.inputs.images import sniff_image_format
 from handler.settings import Settings
-from handler.video.formats import sniff_video_format
+from handler.video.formats import MULTI_FRAME_FORMATS
 from handler.video.frames import SampledFrame, VideoFile
 from handler.video.inputs import file_digest
 from handler.video.multiframe import MultiFrameImage
 from handler.video.sampling import SamplingLimits, sample_interval, sampling_key, sampling_seed
 from handler.video.verdict import FrameScore, Smoothing, VideoVerdict, early_exit_category, video_verdict
 
-#: Sniffed image formats that may hold several frames (APNG is a png, MPO a jpeg, pages a tiff); an image
-#: of these with more than one frame is judged frame by frame.
-MULTI_FRAME_FORMATS = frozenset({"gif", "webp", "png", "tiff", "jpeg", "heic", "heif", "avif"})
 ANIMATED_FORMATS = MULTI_FRAME_FORMATS  # the S3 flow's name for it
 #: Without VIDEO_TIME_LIMIT_S, a video gets the function timeout less this (for download, tags, moves).
 _TIMEOUT_RESERVE_S = 10.0
@@ -104,15 +100,6 @@ def sampling_limits(
         deadline=(time.monotonic() if started is None else started) + limit,
         time_limit_s=limit,
     )
-
-
-def media_kind(head: bytes) -> str | None:
-    """The video container, or an image format that may hold several frames; None for anything else."""
-    video = sniff_video_format(head)
-    if video is not None:
-        return video
-    image = sniff_image_format(head)
-    return image if image in MULTI_FRAME_FORMATS else None
 
 
 def open_source(source: Path | bytes, kind: str, limits: SamplingLimits, seed: int = 0) -> FrameSource:
