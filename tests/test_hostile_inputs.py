@@ -18,8 +18,8 @@ from handler.core.moderator import Moderator
 from handler.core.policy import Action
 from handler.core.preprocess import PreprocessConfig, model_image
 from handler.exceptions import PayloadTooLarge
-from handler.inputs.judge import MediaLimits, judge
-from handler.inputs.media import Video, file_media
+from handler.media.judge import MediaLimits, judge
+from handler.media.values import Video, file_media
 from handler.s3.events import ObjectRef
 from handler.s3.moderation import moderate_objects
 from handler.s3.tags import VERDICT

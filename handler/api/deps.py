@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from handler.core.moderator import Moderator, get_moderator
-from handler.inputs.judge import MediaLimits
+from handler.media.judge import MediaLimits
 
 
 def moderator() -> Moderator:

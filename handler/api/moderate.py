@@ -16,9 +16,9 @@ from handler.api.schemas import ModerateResponse
 from handler.api.sources import Source
 from handler.core.moderator import Moderator
 from handler.core.scoring import Decision
-from handler.inputs.judge import judge
-from handler.inputs.media import image_media
 from handler.logs import log_decision
+from handler.media.judge import judge
+from handler.media.values import image_media
 from handler.observability import metrics
 from handler.settings import get_settings
 

@@ -27,8 +27,8 @@ from handler.core.moderator import Moderator
 from handler.core.scoring import Decision
 from handler.exceptions import InputError, PayloadTooLarge
 from handler.inputs.gather import gather
-from handler.inputs.judge import judge, judge_stills
-from handler.inputs.media import MultiFrame, Still, image_media
+from handler.media.judge import judge, judge_stills
+from handler.media.values import MultiFrame, Still, image_media
 
 router = APIRouter(tags=["moderate"])
 

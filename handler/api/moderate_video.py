@@ -20,9 +20,9 @@ from handler.api.sources import Source
 from handler.api.video_schemas import VideoJSONRequest, VideoModerateResponse
 from handler.core.moderator import Moderator
 from handler.exceptions import InputError
-from handler.inputs.judge import judge
-from handler.inputs.media import Still, file_media
 from handler.logs import log_decision
+from handler.media.judge import judge
+from handler.media.values import Still, file_media
 from handler.observability import metrics
 from handler.video.inputs import head_of, spooled, too_large, video_kind
 

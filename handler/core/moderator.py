@@ -75,7 +75,8 @@ class Moderator:
         return policy
 
     def decode(self, data: bytes) -> Image.Image:
-        """Deprecated: the S3 flow's last use; decoding lives in `handler.inputs` (`decode_still`, `media`).
+        """Deprecated (the S3 flow's last use): decoding lives in `handler.inputs.images.decode_still` and
+        `handler.media`.
 
         Returns the model-sized region (`handler.core.preprocess.model_image`), not the full image.
         """

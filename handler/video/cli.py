@@ -12,8 +12,8 @@ from typing import Any
 def _video(args: argparse.Namespace) -> int:
     from handler.core.moderator import get_moderator
     from handler.exceptions import InputError
-    from handler.inputs.judge import MediaLimits, judge
-    from handler.inputs.media import Still, file_media
+    from handler.media.judge import MediaLimits, judge
+    from handler.media.values import Still, file_media
     from handler.video.inputs import head_of, video_kind
     from handler.video.response import VideoModerateResponse
 

@@ -176,7 +176,7 @@ def moderate_video(
 ) -> VideoVerdict:
     """Open, sample and judge one video within the settings' limits (time counted from `started`).
 
-    Kept for the S3 flow; new callers use `handler.inputs.judge.judge`.
+    Kept for the S3 flow; new callers use `handler.media.judge.judge`.
     """
     limits = sampling_limits(settings, preprocess, started, time_cap_s)
     digest = hashlib.sha256(source).digest() if isinstance(source, bytes) else file_digest(source)

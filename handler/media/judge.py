@@ -18,7 +18,7 @@ from handler.core.policy import Action, Policy
 from handler.core.preprocess import PreprocessConfig
 from handler.core.scoring import Decision
 from handler.inputs.images import ImageLimits
-from handler.inputs.media import Media, MultiFrame, Still, Video
+from handler.media.values import Media, MultiFrame, Still, Video
 from handler.settings import Settings
 from handler.video.frames import VideoFile
 from handler.video.inputs import file_digest
