@@ -185,6 +185,7 @@ def ico_with_a_wrong_size_in_its_directory() -> bytes:
     return bytes(data)
 
 
+@pytest.mark.slow
 def test_pillow_warnings_about_broken_data_go_to_one_log_line(tmp_path: Path) -> None:
     """In a fresh process (pytest replaces the warning machinery in its own)."""
     import subprocess

@@ -139,6 +139,7 @@ _PEAK_SCRIPT = textwrap.dedent(
 )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("size", "mode", "budget_mib"),
     [((20000, 1), "RGB", 20), ((1, 20000), "RGB", 20), ((4000, 4000), "RGBA", 1.5 * 4000 * 4000 * 4 / 2**20)],
