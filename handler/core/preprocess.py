@@ -1,7 +1,7 @@
 """CLIP image preprocessing without transformers: resize, centre-crop, normalise, one copy.
 
 Reads the checkpoint's `preprocessor_config.json` so the numbers always match the model it serves.
-Equivalent to `CLIPImageProcessor` (tested against it) but works on PIL images straight to one tensor.
+Equivalent to `CLIPImageProcessor` (tested against it) but works on PIL images straight to one numpy batch.
 """
 
 from __future__ import annotations
@@ -12,7 +12,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 
@@ -69,12 +68,14 @@ def _resize_and_crop(image: Image.Image, cfg: PreprocessConfig) -> Image.Image:
     return image.crop((left, top, left + cfg.crop_width, top + cfg.crop_height))
 
 
-def to_pixel_values(images: Sequence[Image.Image], cfg: PreprocessConfig) -> torch.Tensor:
+def to_pixel_values(images: Sequence[Image.Image], cfg: PreprocessConfig) -> np.ndarray:
     """RGB PIL images -> a normalised float32 batch of shape (N, 3, H, W)."""
     batch = np.empty((len(images), cfg.crop_height, cfg.crop_width, 3), dtype=np.uint8)
     for i, image in enumerate(images):
         batch[i] = np.asarray(_resize_and_crop(image, cfg))
-    tensor = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
-    scale = torch.tensor([255.0 * s for s in cfg.std]).view(1, 3, 1, 1)
-    shift = torch.tensor([255.0 * m for m in cfg.mean]).view(1, 3, 1, 1)
-    return ((tensor - shift) / scale).contiguous()
+    scale = np.array([255.0 * s for s in cfg.std], dtype=np.float32).reshape(1, 3, 1, 1)
+    shift = np.array([255.0 * m for m in cfg.mean], dtype=np.float32).reshape(1, 3, 1, 1)
+    pixels = batch.transpose(0, 3, 1, 2).astype(np.float32)
+    pixels -= shift
+    pixels /= scale
+    return np.ascontiguousarray(pixels)

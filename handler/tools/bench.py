@@ -269,7 +269,8 @@ def _sqs_event(bucket: str, keys: list[str]) -> dict[str, Any]:
 
 
 def _parity(model_dir: Path) -> dict[str, Any]:
-    from handler.core.model import Precision, cpu_has_native_bf16
+    from handler.core.cpu import cpu_has_native_bf16
+    from handler.core.model import Precision
     from handler.core.policy import default_policy
     from handler.tools.parity import compare, load_pair
 

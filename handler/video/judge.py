@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
-import torch
+import numpy as np
 from PIL import Image
 
 from handler.core.policy import Policy
@@ -37,9 +37,9 @@ _TIMEOUT_RESERVE_S = 10.0
 class FrameScorer(Protocol):
     """What judging needs from the model (the `Moderator` is one)."""
 
-    def embed(self, images: Sequence[Image.Image]) -> torch.Tensor: ...
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray: ...
 
-    def judge_embeddings(self, embeddings: torch.Tensor, policy: Policy) -> list[Decision]: ...
+    def judge_embeddings(self, embeddings: np.ndarray, policy: Policy) -> list[Decision]: ...
 
 
 class FrameSource(Protocol):
