@@ -71,9 +71,12 @@ def _bake(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from handler.tools.bench import format_table, run
+    from handler.tools.bench import format_table, run, run_lambda_cpu_phase
 
     model_dir = Path(args.model_dir) if args.model_dir else None
+    if args.phase == "lambda-cpu":  # the child process bench starts itself, with bf16/AMX capped
+        run_lambda_cpu_phase(Path(args.work), model_dir, args.requests, args.batch)
+        return 0
     results = run(Path(args.work), model_dir, args.requests, args.batch, args.cold_runs)
     Path(args.work, "bench.json").write_text(json.dumps(results, indent=2))
     print(format_table(results))
@@ -147,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--requests", type=int, default=30, help="single-image requests per path")
     bench.add_argument("--batch", type=int, default=32, help="images per batch request")
     bench.add_argument("--cold-runs", type=int, default=3, help="cold starts per side")
+    bench.add_argument("--phase", choices=("all", "lambda-cpu"), default="all", help=argparse.SUPPRESS)
     bench.set_defaults(func=_bench)
 
     parity = sub.add_parser("compare-precision", help="fast path vs fp32 on your images and weights")
