@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import os
 import re
 import socket
@@ -63,6 +64,7 @@ def client() -> httpx.Client:
     30-60 ms of TLS set-up on this machine, which would otherwise be billed to the service."""
     global _CLIENT
     if _CLIENT is None:
+        logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request otherwise
         _CLIENT = httpx.Client(timeout=300)
     return _CLIENT
 

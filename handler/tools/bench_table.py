@@ -88,6 +88,8 @@ def format_table(r: dict[str, Any]) -> str:
         "\n".join(rows),
         f"\nServers loaded (runtime/precision): {json.dumps(loaded)}",
         f"bf16/AMX off: {json.dumps(r['lambda_cpu']['env'])}; ONNX Runtime's CPU provider uses no bf16.",
+        "1-minute load average before/after each phase (this machine's other users): "
+        f"native {r['native']['load_average_1min']}, bf16/AMX off {r['lambda_cpu']['load_average_1min']}",
         f"S3/SQS path (moto, in process), images/s: {r['sqs_images_per_s']['onnx-auto']:.1f}",
         f"Installed sizes, MiB: {json.dumps(sizes)}",
         f"Baked model files, MiB: {json.dumps(model_files)}",
