@@ -13,11 +13,16 @@ from starlette.concurrency import run_in_threadpool
 from handler import __version__
 from handler.api import classify, health, moderate, moderate_batch, moderate_video
 from handler.api import feedback as feedback_routes
+from handler.api import policies as policy_routes
+from handler.api import review as review_routes
 from handler.api import score as score_routes
+from handler.api.no_store import NoStoreMiddleware
 from handler.api.schemas import BatchJSONRequest, ModerateJSONRequest
 from handler.api.video_schemas import VideoJSONRequest
+from handler.console import routes as console_routes
 from handler.core.moderator import get_moderator
 from handler.exceptions import InputError
+from handler.observability.request_id import RequestIdMiddleware
 
 
 @asynccontextmanager
@@ -39,6 +44,7 @@ def create_app() -> FastAPI:
         lifespan=lifespan,
     )
     app.add_exception_handler(InputError, _input_error)
+    app.add_middleware(RequestIdMiddleware)
     app.include_router(classify.router)
     app.include_router(moderate.router)
     app.include_router(moderate_batch.router)
@@ -46,6 +52,10 @@ def create_app() -> FastAPI:
     app.include_router(health.router)
     app.include_router(score_routes.router)
     app.include_router(feedback_routes.router)
+    app.include_router(policy_routes.router)
+    app.include_router(review_routes.router)
+    app.include_router(console_routes.router)
+    app.add_middleware(NoStoreMiddleware)
     _document_json_bodies(app)
     return app
 

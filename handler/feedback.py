@@ -14,7 +14,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from handler.settings import Settings
 
@@ -37,6 +37,13 @@ class FeedbackImage(BaseModel):
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     s3: FeedbackS3Object | None = None
     url: str | None = Field(default=None, max_length=2048)
+
+    @field_validator("url")
+    @classmethod
+    def _http_only(cls, url: str | None) -> str | None:
+        if url is not None and not url.startswith(("http://", "https://")):
+            raise ValueError("url must be an http(s) URL")
+        return url
 
     @model_validator(mode="after")
     def _something(self) -> FeedbackImage:
@@ -65,6 +72,7 @@ class FeedbackRecord(BaseModel):
     policy: str | None = None
     model: str | None = None
     note: str | None = None
+    caller: dict[str, str] = Field(default_factory=dict)  # who sent it (API key id, source IP)
 
 
 def new_record(image: FeedbackImage, correct_label: str, **fields: Any) -> FeedbackRecord:

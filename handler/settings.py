@@ -77,6 +77,20 @@ class Settings(BaseSettings):
     s3_io_workers: int = Field(
         default=8, ge=1, le=64, description="Objects of one event whose S3 calls run concurrently."
     )
+    decision_table: str | None = Field(
+        default=None,
+        description="DynamoDB table of decisions (the record idempotency reads). Unset: nothing recorded.",
+    )
+    api_s3_buckets: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Buckets the API's `s3` source may read (comma-separated); any other is a uniform 403.",
+    )
+    review_url_ttl_s: int = Field(
+        default=300, ge=30, le=3600, description="Lifetime of the review queue's presigned thumbnail URLs."
+    )
+    max_video_deferrals: int = Field(
+        default=20, ge=0, description="Times one SQS object may be re-queued for lack of invocation time."
+    )
     max_object_bytes: int | None = Field(
         default=None,
         description="Largest S3 object moderated; unset: MAX_IMAGE_BYTES (images), MAX_VIDEO_BYTES (videos).",
@@ -116,6 +130,15 @@ class Settings(BaseSettings):
     feedback_prefix: str = Field(default="feedback/", description="Key prefix of feedback records.")
     feedback_dir: Path = Field(default=Path("feedback"), description="Local feedback directory.")
 
+    # Operations
+    metrics: Literal["auto", "on", "off"] = Field(
+        default="auto", description="CloudWatch EMF metrics on stdout; auto = on inside Lambda only."
+    )
+    metrics_namespace: str = Field(default="ClipModeration", min_length=1, max_length=255)
+    event_bus_name: str | None = Field(
+        default=None, description="EventBridge bus for review/quarantine verdict events; unset: none sent."
+    )
+
     # Serving
     port: int = Field(default=8000, ge=1, le=65535)
     host: str = "127.0.0.1"
@@ -128,7 +151,16 @@ class Settings(BaseSettings):
             return [Path(p.strip()) for p in value.split(",") if p.strip()]
         return value
 
-    @field_validator("feedback_bucket", mode="before")
+    @field_validator("api_s3_buckets", mode="before")
+    @classmethod
+    def _split_buckets(cls, value: object) -> object:
+        if isinstance(value, str):
+            return [b.strip() for b in value.split(",") if b.strip()]
+        return value
+
+    @field_validator(
+        "feedback_bucket", "decision_table", "quarantine_bucket", "event_bus_name", mode="before"
+    )
     @classmethod
     def _empty_is_unset(cls, value: object) -> object:
         return None if value == "" else value

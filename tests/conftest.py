@@ -6,6 +6,7 @@ import io
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 import pytest
@@ -83,15 +84,19 @@ def make_moderator(moderator: Moderator) -> Callable[..., Moderator]:
 
 @pytest.fixture
 def forced(tmp_path: Path, make_moderator: Callable[..., Moderator]) -> Callable[..., Moderator]:
-    """A moderator whose default policy forces a verdict, quarantining into QUARANTINE/PREFIX."""
-    from tests.s3_doubles import PREFIX, QUARANTINE, write_policy
+    """A moderator whose default policy forces a verdict, quarantining into QUARANTINE/PREFIX and
+    recording in the decision table TABLE (created by the `s3` fixture)."""
+    from tests.s3_doubles import PREFIX, QUARANTINE, TABLE, write_policy
 
     def build(verdict: str, **settings: Any) -> Moderator:
         return make_moderator(
-            moderation_policy=[write_policy(tmp_path, verdict)],
-            quarantine_bucket=QUARANTINE,
-            quarantine_prefix=PREFIX,
-            **settings,
+            **{
+                "moderation_policy": [write_policy(tmp_path, verdict)],
+                "quarantine_bucket": QUARANTINE,
+                "quarantine_prefix": PREFIX,
+                "decision_table": TABLE,
+                **settings,
+            }
         )
 
     return build
@@ -132,6 +137,7 @@ def moto_server() -> Iterator[str]:
 
     from moto.server import ThreadedMotoServer
 
+    from handler.decisions.table import clear_cached_tables
     from handler.s3.client import get_s3_client
 
     with socket.socket() as probe:
@@ -143,8 +149,10 @@ def moto_server() -> Iterator[str]:
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("AWS_ENDPOINT_URL", endpoint)
         get_s3_client.cache_clear()
+        clear_cached_tables()
         yield endpoint
     get_s3_client.cache_clear()
+    clear_cached_tables()
     server.stop()
 
 
@@ -155,5 +163,52 @@ def s3(moto_server: str) -> Any:
 
     import boto3
 
+    from handler.decisions.table import table_definition
+    from tests.s3_doubles import TABLE
+
     urllib.request.urlopen(urllib.request.Request(f"{moto_server}/moto-api/reset", method="POST"), timeout=5)
+    boto3.client("dynamodb", endpoint_url=moto_server).create_table(**table_definition(TABLE))
     return boto3.client("s3", endpoint_url=moto_server)
+
+
+@pytest.fixture
+def dynamodb(s3: Any, moto_server: str) -> Any:
+    """The decision table's client (the table is created with every fresh `s3`)."""
+    import boto3
+
+    return boto3.client("dynamodb", endpoint_url=moto_server)
+
+
+@pytest.fixture
+def deploy(
+    s3: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, moderator: Moderator
+) -> Iterator[Callable[..., ModuleType]]:
+    """Configure the deployment through the environment (as the template does) and return the Lambda
+    entry module: `deploy("quarantine", METRICS="on")` makes the default policy force that verdict."""
+    import handler.main
+    from handler.decisions.table import clear_cached_tables
+    from handler.observability.verdict_events import get_events_client
+    from handler.s3.deferral import get_sqs_client
+    from tests.s3_doubles import PREFIX, QUARANTINE, TABLE, make_buckets, write_policy
+
+    def clear() -> None:
+        for cached in (get_settings, get_moderator, clear_cached_tables, get_sqs_client, get_events_client):
+            getattr(cached, "cache_clear", cached)()
+
+    def configure(verdict: str, **env: str) -> ModuleType:
+        values = {
+            "MODERATION_POLICY": str(write_policy(tmp_path, verdict)),
+            "QUARANTINE_BUCKET": QUARANTINE,
+            "QUARANTINE_PREFIX": PREFIX,
+            "DECISION_TABLE": TABLE,
+            **env,
+        }
+        for name, value in values.items():
+            monkeypatch.setenv(name, value)
+        clear()
+        return handler.main
+
+    make_buckets(s3)
+    yield configure
+    monkeypatch.undo()
+    clear()

@@ -12,6 +12,20 @@ from botocore.exceptions import ClientError
 UPLOADS = "uploads"
 QUARANTINE = "quarantine"
 PREFIX = "q/"
+TABLE = "decisions"
+
+
+def quarantined_key(key: str, version: str, bucket: str = UPLOADS) -> str:
+    """Where the flow puts one source version's quarantine copy (its own key per version)."""
+    return f"{PREFIX}{bucket}/{key}/{version}"
+
+
+def records_of(dynamodb: Any, key: str, bucket: str = UPLOADS) -> list[Any]:
+    """Every decision record of one object, through the table's own reader."""
+    from handler.decisions.table import DecisionTable
+
+    return DecisionTable(TABLE, dynamodb).history(bucket, key)
+
 
 FailWhen = Callable[[str, dict[str, Any]], bool]
 

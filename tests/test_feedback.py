@@ -97,7 +97,9 @@ def test_feedback_round_trip_through_s3(
     override_moderator: Callable[[Moderator], None],
 ) -> None:
     s3.create_bucket(Bucket=BUCKET)
-    override_moderator(make_moderator(feedback_bucket=BUCKET, feedback_prefix="fb/"))
+    override_moderator(
+        make_moderator(feedback_bucket=BUCKET, feedback_prefix="fb/", api_s3_buckets=["uploads"])
+    )
 
     response = client.post(
         "/v1/feedback",
@@ -117,11 +119,46 @@ def test_feedback_round_trip_through_s3(
         "v1",
         "cat",
     )
+    assert record.caller == {"source_ip": "testclient"}  # who sent it, as the platform saw them
+    elsewhere = client.post(
+        "/v1/feedback", json={"s3": {"bucket": "quarantine", "key": "x.jpg"}, "correct_label": "cat"}
+    )
+    assert elsewhere.status_code == 403
 
     override_moderator(make_moderator(feedback_bucket="no-such-bucket"))
     failed = client.post("/v1/feedback", json={"sha256": "0" * 64, "correct_label": "cat"})
     assert failed.status_code == 503
     assert "could not be stored" in failed.json()["detail"]
+
+
+@pytest.mark.parametrize("url", ["/etc/passwd", "file:///etc/passwd", "s3://bucket/key", "ftp://host/a.jpg"])
+def test_feedback_urls_are_http_only(client: TestClient, local: Path, url: str) -> None:
+    response = client.post("/v1/feedback", json={"url": url, "correct_label": "cat"})
+    assert response.status_code == 422
+    assert not list(local.glob("*.jsonl"))
+
+
+def test_a_record_naming_a_local_path_is_never_read(moderator: Moderator, tmp_path: Path) -> None:
+    data = solid_vs_stripes(tmp_path / "data", per_class=2)
+    secret = tmp_path / "operator-secret.png"
+    solid((1, 2, 3)).save(secret)
+    feedback = tmp_path / "feedback"
+    feedback.mkdir()
+    forged = {
+        "id": "x",
+        "received_at": "2026-01-01T00:00:00Z",
+        "image": {"url": str(secret)},
+        "correct_label": "solid",
+    }
+    (feedback / "2026-01-01.jsonl").write_text(json.dumps(forged) + "\n")
+
+    report = evaluate(
+        moderator,
+        EvaluateOptions(dataset=data, out=tmp_path / "report", feedback=[str(feedback)], progress=False),
+    )
+
+    assert report["dataset"]["from_feedback"] == 0
+    assert report["dataset"]["images"] == 4
 
 
 def test_evaluate_and_train_head_take_feedback_as_labelled_data(
@@ -156,11 +193,21 @@ def test_evaluate_and_train_head_take_feedback_as_labelled_data(
         ),
     )
 
-    assert report["dataset"]["images"] == 8 - 1 + 3
-    assert report["dataset"]["from_feedback"] == 3
-    assert report["dataset"]["feedback_overrides"] == 1
+    assert report["dataset"]["images"] == 8 + 2
+    assert report["dataset"]["from_feedback"] == 2
+    assert report["dataset"]["feedback_on_dataset_images"] == 1
+    # A correction never overrides a curated label silently: the dataset's label stays, the clash is listed.
+    assert report["dataset"]["feedback_conflicts"] == [
+        {
+            "image": str(data / "solid" / "00.png"),
+            "dataset_label": "solid",
+            "feedback_label": "stripes",
+            "feedback_ref": str(data / "solid" / "00.png"),
+        }
+    ]
+    assert any("disagree with the dataset" in w for w in report["warnings"])
     assert report["dataset"]["feedback_unresolved"] == [lost.id]
-    assert report["dataset"]["labels"] == {"solid": 3 + 2, "stripes": 4 + 1}
+    assert report["dataset"]["labels"] == {"solid": 4 + 2, "stripes": 4}
 
     result = train_head(
         moderator,

@@ -157,6 +157,27 @@ def test_score_route_returns_scores_alone(
     assert "no score heads" in builtin.json()["detail"]
 
 
+def test_policies_listing_names_heads_by_their_name_not_their_server_path(
+    client: TestClient, served: Moderator, policy_file: Path
+) -> None:
+    response = client.get("/v1/policies")
+
+    assert response.status_code == 200, response.text
+    [patterns] = [p for p in response.json()["policies"] if p["name"] == "patterns"]
+    probe = patterns["categories"][0]
+    assert (probe["source"], probe["head"], probe["head_label"], probe["prompts"]) == (
+        "head",
+        load_head(policy_file.parent / "heads" / "probe.safetensors").name,
+        "solid",
+        [],
+    )
+    [aesthetics] = patterns["scores"]
+    assert aesthetics["name"] == "aesthetics"
+    assert aesthetics["head"] == load_head(policy_file.parent / "heads" / "aesthetics.safetensors").name
+    assert aesthetics["score_range"] == [0.0, 10.0]
+    assert str(policy_file.parent) not in response.text
+
+
 def test_default_policy_answers_carry_no_head_scores(client: TestClient, jpeg: bytes) -> None:
     body = client.post("/v1/moderate", files={"image": ("a.jpg", jpeg, "image/jpeg")}).json()
     assert body["head_scores"] == {}

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from handler.core.moderator import Moderator
-from handler.s3.entry import handle_s3_event
-from handler.s3.events import EventKind, event_kind, s3_notification_refs
+from handler.s3.entry import handle_sqs
+from handler.s3.events import s3_notification_refs
 from handler.s3.tags import POLICY, VERDICT
 from tests.conftest import image_bytes
 from tests.event_loader import encode_key, http_event, load_event, sqs_event
@@ -38,7 +38,7 @@ def uploaded(s3: Any) -> str:
 @pytest.mark.parametrize("name", ["apigw_rest_v1_classify", "http_api_v2_classify", "function_url_classify"])
 def test_http_events_reach_the_app_through_mangum(main: ModuleType, name: str) -> None:
     event = http_event(name, image_bytes())
-    assert event_kind(event) is EventKind.http
+    assert main.route_name(event) == "http"
 
     response = main.handler(event, None)
 
@@ -160,8 +160,8 @@ def test_an_sqs_batch_is_judged_in_one_forward_pass(
     make_buckets(s3)
     mod = make_moderator()
     passes: list[int] = []
-    embed = mod.embed
-    monkeypatch.setattr(mod, "embed", lambda images: passes.append(len(images)) or embed(images))
+    embed = mod.embed_pixels
+    monkeypatch.setattr(mod, "embed_pixels", lambda pixels: passes.append(len(pixels)) or embed(pixels))
     bodies = []
     for i in range(4):
         key = f"batch/{i} of 4.jpg"
@@ -172,7 +172,7 @@ def test_an_sqs_batch_is_judged_in_one_forward_pass(
     bodies.append(load_event("s3_test_event", bucket=UPLOADS))
     proxy = S3Proxy(s3)
 
-    response = handle_s3_event(sqs_event(*bodies), EventKind.sqs, client=proxy, moderator=mod)
+    response = handle_sqs(sqs_event(*bodies), client=proxy, moderator=mod)
 
     assert response == {"batchItemFailures": []}
     assert passes == [4]

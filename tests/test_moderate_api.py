@@ -149,10 +149,11 @@ def test_policy_embeddings_are_not_recomputed_per_request(
     assert moderator.encoder.text_calls == before
 
 
-def test_missing_s3_object_is_a_clear_4xx(client: TestClient, moto_server: str) -> None:
+def test_s3_source_outside_the_allowlist_is_a_clear_403(client: TestClient, moto_server: str) -> None:
     response = client.post("/v1/moderate", json={"s3": {"bucket": "no-such-bucket", "key": "a.jpg"}})
-    assert response.status_code == 400
+    assert response.status_code == 403
     assert "no-such-bucket" in response.json()["detail"]
+    assert "API_S3_BUCKETS" in response.json()["detail"]
 
 
 def test_health_runs_a_forward_pass(client: TestClient, moderator: Moderator) -> None:

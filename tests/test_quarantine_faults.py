@@ -10,8 +10,9 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, ReadTimeoutError
 
 from handler.core.moderator import Moderator
-from handler.s3.entry import S3ModerationFailed, handle_s3_event
-from handler.s3.events import EventKind, ObjectRef
+from handler.decisions.record import Quarantined
+from handler.s3.entry import S3ModerationFailed, handle_batch, handle_notification, handle_sqs
+from handler.s3.events import ObjectRef
 from handler.s3.faults import is_gone, is_transient
 from handler.s3.moderation import Outcome, moderate_objects
 from handler.s3.quarantine import QuarantineVerifyError, verify_copy
@@ -21,11 +22,14 @@ from tests.event_loader import encode_key, load_event, sqs_event
 from tests.s3_doubles import (
     PREFIX,
     QUARANTINE,
+    TABLE,
     UPLOADS,
     S3Proxy,
     exists,
     fail_on,
     make_buckets,
+    quarantined_key,
+    records_of,
     tags_of,
     write_policy,
 )
@@ -39,6 +43,7 @@ def quarantining(tmp_path: Path, make_moderator: Callable[..., Moderator]) -> Mo
         moderation_policy=[write_policy(tmp_path, "quarantine")],
         quarantine_bucket=QUARANTINE,
         quarantine_prefix=PREFIX,
+        decision_table=TABLE,
     )
 
 
@@ -46,8 +51,10 @@ def quarantining(tmp_path: Path, make_moderator: Callable[..., Moderator]) -> Mo
 def counted(quarantining: Moderator, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """Records the size of every forward pass the moderator makes."""
     passes: list[int] = []
-    embed = quarantining.embed
-    monkeypatch.setattr(quarantining, "embed", lambda images: passes.append(len(images)) or embed(images))
+    embed = quarantining.embed_pixels
+    monkeypatch.setattr(
+        quarantining, "embed_pixels", lambda pixels: passes.append(len(pixels)) or embed(pixels)
+    )
     return passes
 
 
@@ -65,7 +72,7 @@ FAULTS = {
 
 @pytest.mark.parametrize("step", list(FAULTS))
 def test_fault_at_each_step_keeps_the_object_and_a_retry_finishes(
-    s3: Any, quarantining: Moderator, counted: list[int], step: str
+    s3: Any, dynamodb: Any, quarantining: Moderator, counted: list[int], step: str
 ) -> None:
     make_buckets(s3)
     body = image_bytes()
@@ -74,28 +81,31 @@ def test_fault_at_each_step_keeps_the_object_and_a_retry_finishes(
     faulty = S3Proxy(s3, FAULTS[step])
 
     with pytest.raises(S3ModerationFailed) as raised:
-        handle_s3_event(event, EventKind.s3, client=faulty, moderator=quarantining)
+        handle_notification(event, client=faulty, moderator=quarantining)
 
     assert isinstance(raised.value.__cause__, ClientError)
     assert is_transient(raised.value.__cause__)
-    assert exists(s3, UPLOADS, KEY, version) or exists(s3, QUARANTINE, PREFIX + KEY)
     assert exists(s3, UPLOADS, KEY, version)  # every injected fault comes before (or is) the delete
-    if step != "tagging":  # the verdict was written before the copy: the retry resumes without re-judging
+    if step != "tagging":  # the verdict was written before the copy
         assert tags_of(s3, UPLOADS, KEY, version)[VERDICT] == "quarantine"
 
-    retry = handle_s3_event(event, EventKind.s3, client=s3, moderator=quarantining)
+    retry = handle_notification(event, client=s3, moderator=quarantining)
 
     assert retry["objects"][0]["outcome"] == "quarantined"
-    assert counted == ([1, 1] if step == "tagging" else [1])
+    assert counted == [1]  # the verdict was recorded before any action: the retry resumes, never re-judges
     assert not exists(s3, UPLOADS, KEY, version)
-    copy = s3.get_object(Bucket=QUARANTINE, Key=PREFIX + KEY)
+    where = quarantined_key(KEY, version)
+    copy = s3.get_object(Bucket=QUARANTINE, Key=where)
     assert copy["Body"].read() == body
-    tags = tags_of(s3, QUARANTINE, PREFIX + KEY)
+    [record] = records_of(dynamodb, KEY)
+    assert (record.verdict, record.state) == ("quarantine", "done")
+    assert record.quarantine == Quarantined(QUARANTINE, where, copy["VersionId"])
+    tags = tags_of(s3, QUARANTINE, where)
     assert tags["owner"] == "alice"
     assert tags[VERDICT] == "quarantine"
     assert tags[POLICY] == quarantining.policies.default.policy_id
 
-    again = handle_s3_event(event, EventKind.s3, client=s3, moderator=quarantining)  # a third delivery
+    again = handle_notification(event, client=s3, moderator=quarantining)  # a third delivery
     assert again["objects"][0]["outcome"] == "in_quarantine"
 
 
@@ -125,7 +135,7 @@ def test_crash_after_delete_then_retry_is_a_success(s3: Any, quarantining: Moder
     [retry] = moderate_objects([ObjectRef(UPLOADS, KEY, version)], client=s3, moderator=quarantining)
     assert retry.ok
     assert retry.outcome is Outcome.in_quarantine
-    assert exists(s3, QUARANTINE, PREFIX + KEY)
+    assert exists(s3, QUARANTINE, quarantined_key(KEY, version))
 
 
 def test_copy_that_does_not_match_is_not_followed_by_a_delete(s3: Any, quarantining: Moderator) -> None:
@@ -165,20 +175,18 @@ def test_sqs_reports_only_the_failed_message_and_its_retry_succeeds(s3: Any, qua
     }
     bodies = [s3_event(k, v) for k, v in versions.items()]
     event = sqs_event(*bodies, ids=["msg-a", "msg-b"])
-    faulty = S3Proxy(s3, fail_on("copy_object", Key=f"{PREFIX}b c.jpg"))
+    faulty = S3Proxy(s3, fail_on("copy_object", Key=quarantined_key("b c.jpg", versions["b c.jpg"])))
 
-    response = handle_s3_event(event, EventKind.sqs, client=faulty, moderator=quarantining)
+    response = handle_sqs(event, client=faulty, moderator=quarantining)
 
     assert response == {"batchItemFailures": [{"itemIdentifier": "msg-b"}]}
-    assert exists(s3, QUARANTINE, f"{PREFIX}a.jpg")
+    assert exists(s3, QUARANTINE, quarantined_key("a.jpg", versions["a.jpg"]))
     assert not exists(s3, UPLOADS, "a.jpg", versions["a.jpg"])
     assert exists(s3, UPLOADS, "b c.jpg", versions["b c.jpg"])
 
     redelivery = sqs_event(bodies[1], ids=["msg-b"])
-    assert handle_s3_event(redelivery, EventKind.sqs, client=s3, moderator=quarantining) == {
-        "batchItemFailures": []
-    }
-    assert exists(s3, QUARANTINE, f"{PREFIX}b c.jpg")
+    assert handle_sqs(redelivery, client=s3, moderator=quarantining) == {"batchItemFailures": []}
+    assert exists(s3, QUARANTINE, quarantined_key("b c.jpg", versions["b c.jpg"]))
     assert not exists(s3, UPLOADS, "b c.jpg", versions["b c.jpg"])
 
 
@@ -186,7 +194,7 @@ def test_sqs_message_that_is_not_an_s3_notification_is_reported(s3: Any, quarant
     event = sqs_event({"hello": "world"}, ids=["odd"])
     event["Records"].append({**event["Records"][0], "messageId": "not-json", "body": "{oops"})
 
-    response = handle_s3_event(event, EventKind.sqs, client=s3, moderator=quarantining)
+    response = handle_sqs(event, client=s3, moderator=quarantining)
 
     assert response == {"batchItemFailures": [{"itemIdentifier": "odd"}, {"itemIdentifier": "not-json"}]}
 
@@ -207,7 +215,7 @@ def test_batch_operations_report_a_result_per_task(
     )
     faulty = S3Proxy(s3, fail_on("head_object", Key="bad.jpg"), code=code, status=status)
 
-    response = handle_s3_event(event, EventKind.batch, client=faulty, moderator=quarantining)
+    response = handle_batch(event, client=faulty, moderator=quarantining)
 
     assert response["invocationSchemaVersion"] == "2.0"
     assert response["treatMissingKeysAs"] == "PermanentFailure"
@@ -231,7 +239,7 @@ def test_model_failure_fails_every_waiting_object_and_keeps_them(
     def broken(images: Any) -> Any:
         raise RuntimeError("CUDA fell over")
 
-    monkeypatch.setattr(quarantining, "embed", broken)
+    monkeypatch.setattr(quarantining, "embed_pixels", broken)
     [result] = moderate_objects([ObjectRef(UPLOADS, "a.jpg", version)], client=s3, moderator=quarantining)
 
     assert result.outcome is Outcome.failed

@@ -242,7 +242,7 @@ def test_function_is_the_baked_image(
     assert env["QUARANTINE_BUCKET"] == {"Ref": "QuarantineBucket"}
     assert env["QUARANTINE_PREFIX"] == "quarantine/"
     assert env["MODERATION_POLICY"] == "", "empty = the built-in policy"
-    assert props["LoggingConfig"] == {"LogGroup": {"Ref": "ModerationLogGroup"}}
+    assert props["LoggingConfig"]["LogGroup"] == {"Ref": "ModerationLogGroup"}
     assert props["Role"] == {"Fn::GetAtt": ["ModerationFunctionRole", "Arn"]}
 
     arm = render(transformed["buffered"], {"Architecture": "arm64", "MemorySize": "4096"})
@@ -263,7 +263,7 @@ def test_parameters_constrain_the_knobs() -> None:
 
 
 # ---------------------------------------------------------------------------------------------- API
-def test_every_api_method_requires_the_api_key(buffered: dict[str, Json]) -> None:
+def test_every_api_method_but_the_console_pages_requires_the_api_key(buffered: dict[str, Json]) -> None:
     resources = buffered["Resources"]
     body = resources["ModerationApi"]["Properties"]["Body"]
     assert body["components"]["securitySchemes"]["api_key"] == {
@@ -277,14 +277,19 @@ def test_every_api_method_requires_the_api_key(buffered: dict[str, Json]) -> Non
         for method, spec in operations.items()
         if method.startswith("x-amazon-apigateway-any-method") or method in {"get", "post", "put", "delete"}
     }
+    console_pages = {("/", "get"), ("/review", "get"), ("/console/{name}", "get")}
     assert set(methods) == {
         ("/classify", "post"),
         ("/v1/{proxy+}", "x-amazon-apigateway-any-method"),
         ("/health", "get"),
+        *console_pages,
     }
     for (path, method), spec in methods.items():
-        assert {"api_key": []} in spec.get("security", []), f"{method} {path} does not require the API key"
         assert spec["x-amazon-apigateway-integration"]["type"] == "aws_proxy"
+        if (path, method) in console_pages:  # static files: the page asks for the key, then sends it
+            assert {"api_key": []} not in spec.get("security", []), f"{method} {path} requires the key"
+            continue
+        assert {"api_key": []} in spec.get("security", []), f"{method} {path} does not require the API key"
 
     plan = resources["ModerationApiUsagePlan"]["Properties"]
     assert plan["Quota"] == {"Limit": 10000, "Period": "DAY"}
@@ -353,14 +358,48 @@ def test_buckets_are_private_versioned_encrypted_and_tls_only(buffered: dict[str
     assert {"Fn::Sub": f"${{{bucket}.Arn}}/*"} in deny_insecure[0]["Resource"]
 
 
-def test_quarantine_keeps_noncurrent_versions_for_the_configured_days(transformed: Json) -> None:
-    for days in ("30", "7"):
-        rendered = render(transformed["buffered"], {"QuarantineVersionExpirationDays": days})
+def test_quarantine_evidence_never_expires_unless_a_retention_is_set(transformed: Json) -> None:
+    def expiring_rules(**overrides: str) -> list[Json]:
+        rendered = render(transformed["buffered"], overrides)
         rules = rendered["Resources"]["QuarantineBucket"]["Properties"]["LifecycleConfiguration"]["Rules"]
-        expiring = [r for r in rules if "NoncurrentVersionExpiration" in r]
-        assert len(expiring) == 1
-        assert expiring[0]["Status"] == "Enabled"
-        assert int(expiring[0]["NoncurrentVersionExpiration"]["NoncurrentDays"]) == int(days)
+        return [r for r in rules if "ExpirationInDays" in r or "NoncurrentVersionExpiration" in r]
+
+    assert expiring_rules() == []
+    [rule] = expiring_rules(QuarantineRetentionDays="400")
+    assert rule["Status"] == "Enabled"
+    assert int(rule["ExpirationInDays"]) == 400
+    assert int(rule["NoncurrentVersionExpiration"]["NoncurrentDays"]) == 400
+
+
+def test_decision_table_is_on_demand_recoverable_encrypted_and_matches_the_code(
+    buffered: dict[str, Json],
+) -> None:
+    from handler.decisions.table import table_definition
+
+    table = buffered["Resources"]["DecisionTable"]
+    props = table["Properties"]
+    assert table["DeletionPolicy"] == "Retain"
+    assert props["BillingMode"] == "PAY_PER_REQUEST"
+    assert props["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
+    assert props["SSESpecification"] == {"SSEEnabled": True}
+    code = table_definition("any")
+    for field in ("AttributeDefinitions", "KeySchema", "GlobalSecondaryIndexes"):
+        assert props[field] == code[field], field
+    env = buffered["Resources"]["ModerationFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["DECISION_TABLE"] == {"Ref": "DecisionTable"}
+    assert env["API_S3_BUCKETS"] == {"Fn::Sub": UPLOAD_BUCKET_NAME}
+
+
+def test_only_the_function_may_write_moderation_tags_on_uploads(buffered: dict[str, Json]) -> None:
+    statements = buffered["Resources"]["UploadBucketPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    [deny] = [s for s in statements if s.get("Sid") == "OnlyTheFunctionWritesModerationTags"]
+    assert deny["Effect"] == "Deny"
+    assert deny["Principal"] == "*"
+    assert set(deny["Action"]) == {"s3:PutObject", "s3:PutObjectTagging", "s3:PutObjectVersionTagging"}
+    assert deny["Condition"]["ForAnyValue:StringLike"] == {"s3:RequestObjectTagKeys": "moderation-*"}
+    assert deny["Condition"]["ArnNotEquals"] == {
+        "aws:PrincipalArn": {"Fn::GetAtt": ["ModerationFunctionRole", "Arn"]}
+    }
 
 
 def test_upload_bucket_name_is_the_one_every_grant_names(buffered: dict[str, Json]) -> None:
@@ -507,12 +546,19 @@ def test_iam_is_least_privilege(request: pytest.FixtureRequest, shape: str) -> N
         "logs:CreateLogStream",
         "logs:PutLogEvents",
     }
+    assert allowed_actions(resources, {"Fn::GetAtt": ["DecisionTable", "Arn"]}) == {
+        "dynamodb:GetItem",
+        "dynamodb:PutItem",
+        "dynamodb:Query",
+    }
     if shape == "buffered":
         assert allowed_actions(resources, {"Fn::GetAtt": ["UploadQueue", "Arn"]}) == {
             "sqs:ReceiveMessage",
             "sqs:DeleteMessage",
             "sqs:GetQueueAttributes",
             "sqs:ChangeMessageVisibility",
+            "sqs:SendMessage",  # deferred videos go back as new messages
+            "sqs:GetQueueUrl",
         }
 
 
@@ -781,3 +827,74 @@ def test_feedback_bucket_is_optional_and_write_only_under_its_prefix(
     assert statement["Resource"] == {
         "Fn::Sub": "arn:${AWS::Partition}:s3:::${FeedbackBucket}/${FeedbackPrefix}*"
     }
+
+
+# ---------------------------------------------------------------------------------------------- operations
+def _dashboard_body(rendered: dict[str, Json]) -> Json:
+    """The dashboard's JSON with the Fn::Sub variables filled in as CloudFormation would."""
+    body, variables = rendered["Resources"]["ModerationDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"]
+    names = {"AWS::Region": "us-east-1", "AWS::StackName": "stack", **{k: f"<{k}>" for k in variables}}
+    for name, value in names.items():
+        body = body.replace("${" + name + "}", value)
+    assert "${" not in body, "an unresolved variable in the dashboard"
+    return json.loads(body)
+
+
+def test_dashboard_shows_verdicts_rate_latency_errors_dlq_throttles_concurrency(
+    buffered: dict[str, Json],
+) -> None:
+    widgets = _dashboard_body(buffered)["widgets"]
+    titles = " | ".join(w["properties"]["title"] for w in widgets)
+    for needed in (
+        "Verdicts",
+        "Quarantine rate",
+        "latency",
+        "Errors",
+        "Dead-letter",
+        "Throttles",
+        "Concurrency",
+    ):
+        assert needed in titles, titles
+    latency = next(w for w in widgets if "latency" in w["properties"]["title"])
+    stats = {m[-1]["stat"] for m in latency["properties"]["metrics"] if isinstance(m[-1], dict)}
+    assert stats == {"p50", "p95", "p99"}
+    env = buffered["Resources"]["ModerationFunction"]["Properties"]["Environment"]["Variables"]
+    namespace = buffered["Resources"]["ModerationDashboard"]["Properties"]["DashboardBody"]["Fn::Sub"][1][
+        "Ns"
+    ]
+    assert env["METRICS_NAMESPACE"] == namespace  # the dashboard reads what the function writes
+
+
+def test_logs_are_json_and_tracing_is_a_parameter(transformed: Json) -> None:
+    for tracing in ("PassThrough", "Active"):
+        rendered = render(transformed["buffered"], {"Tracing": tracing})
+        function = rendered["Resources"]["ModerationFunction"]["Properties"]
+        assert function["LoggingConfig"]["LogFormat"] == "JSON"
+        assert function["TracingConfig"] == {"Mode": tracing}
+        xray = [s for _, s in role_statements(rendered["Resources"]) if s.get("Sid") == "SendTraces"]
+        assert len(xray) == (tracing == "Active")
+        if xray:  # the one "*" the role has: X-Ray's APIs take no resource-level permissions
+            assert set(xray[0]["Action"]) == {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+
+
+def test_verdict_events_and_their_email_rule(transformed: Json, buffered: dict[str, Json]) -> None:
+    env = buffered["Resources"]["ModerationFunction"]["Properties"]["Environment"]["Variables"]
+    assert env["EVENT_BUS_NAME"] == "default"
+    assert allowed_actions(
+        buffered["Resources"],
+        {"Fn::Sub": "arn:${AWS::Partition}:events:${AWS::Region}:${AWS::AccountId}:event-bus/default"},
+    ) == {"events:PutEvents"}
+    assert "VerdictRule" not in buffered["Resources"]  # off by default
+    rendered = render(transformed["buffered"], {"VerdictEmail": "ops@example.com"})
+    rule = rendered["Resources"]["VerdictRule"]["Properties"]
+    assert rule["EventPattern"]["source"] == ["clip-moderation"]
+    assert rule["EventPattern"]["detail"]["verdict"] == ["review", "quarantine"]
+    assert rendered["Resources"]["VerdictEmailSubscription"]["Properties"]["Endpoint"] == "ops@example.com"
+
+
+def test_quarantine_rate_alarm_is_off_by_default(transformed: Json, buffered: dict[str, Json]) -> None:
+    assert "QuarantineRateAlarm" not in buffered["Resources"]
+    rendered = render(transformed["buffered"], {"QuarantineRateAlarmPercent": "5"})
+    alarm = rendered["Resources"]["QuarantineRateAlarm"]["Properties"]
+    assert int(alarm["Threshold"]) == 5
+    assert {m["Id"] for m in alarm["Metrics"]} == {"rate", "total", "q", "a", "r", "e"}

@@ -19,6 +19,7 @@ RESPONSE_KEYS = {
     "verdict",
     "segments",
     "frames_scored",
+    "frames",
     "duration_s",
     "elapsed_ms",
     "early_exit",
@@ -82,6 +83,11 @@ def test_base64_json_with_a_forced_verdict_has_one_segment_over_the_clip(
         "bad",
         "review",
     )
+    assert [frame["time_s"] for frame in body["frames"]] == [0.0, 1.0, 2.0]
+    for frame in body["frames"]:
+        assert set(frame["scores"]) == {"bad", "meh", "fine"}
+        assert sum(frame["scores"].values()) == pytest.approx(1.0, abs=1e-3)
+        assert frame["flagged"] == ["bad"]  # threshold 0.0 flags `bad` on every frame, nothing else
 
 
 def test_early_exit_is_reported(client: TestClient, use: Use, clip: bytes) -> None:
@@ -101,14 +107,18 @@ def test_animated_gif_goes_through_the_same_path(client: TestClient, use: Use) -
 
 
 def test_s3_reference(client: TestClient, use: Use, s3: Any, clip: bytes) -> None:
-    use()
+    use(api_s3_buckets=["videos"])
     s3.create_bucket(Bucket="videos")
     s3.put_object(Bucket="videos", Key="in/clip.mp4", Body=clip)
     response = client.post(URL, json={"s3": {"bucket": "videos", "key": "in/clip.mp4"}})
     assert response.status_code == 200, response.text
     assert response.json()["frames_scored"] == 3
     missing = client.post(URL, json={"s3": {"bucket": "videos", "key": "nope.mp4"}})
-    assert missing.status_code == 400
+    assert missing.status_code == 403
+    s3.create_bucket(Bucket="private")
+    s3.put_object(Bucket="private", Key="in/clip.mp4", Body=clip)
+    elsewhere = client.post(URL, json={"s3": {"bucket": "private", "key": "in/clip.mp4"}})
+    assert elsewhere.status_code == 403
 
 
 def test_bad_files_are_clear_4xx(client: TestClient, use: Use, clip: bytes, tmp_path: Path) -> None:

@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 
 from handler.core.moderator import Moderator
-from handler.s3.entry import handle_s3_event
-from handler.s3.events import EventKind, ObjectRef
+from handler.s3.entry import handle_notification
+from handler.s3.events import ObjectRef
 from handler.s3.faults import is_transient
 from handler.s3.moderation import Outcome, moderate_objects
 from handler.s3.tags import FIRST_FLAGGED, POLICY, REASON, SCORE, TOP, VERDICT
 from handler.s3.video import InvocationClock, VideoDeferred
 from handler.settings import Settings
 from tests.event_loader import load_event
-from tests.s3_doubles import PREFIX, QUARANTINE, UPLOADS, S3Proxy, exists, make_buckets, tags_of
+from tests.s3_doubles import QUARANTINE, UPLOADS, S3Proxy, exists, make_buckets, quarantined_key, tags_of
 from tests.video_media import BLUE, GREEN, RED, animation, make_audio_only, make_video, needs
 
 pytestmark = needs("libx264")
@@ -39,14 +39,15 @@ def test_quarantined_video_end_to_end_from_an_s3_event(
     version = put(s3, "clips/my clip.mp4", clip, ContentType="video/mp4", Tagging="owner=alice")
     event = load_event("s3_put", key="clips/my+clip.mp4", size=len(clip), version_id=version)
 
-    answer = handle_s3_event(event, EventKind.s3, client=s3, moderator=forced("quarantine"))
+    answer = handle_notification(event, client=s3, moderator=forced("quarantine"))
 
     assert answer["objects"][0]["outcome"] == "quarantined"
     assert not exists(s3, UPLOADS, "clips/my clip.mp4", version)
-    moved = s3.get_object(Bucket=QUARANTINE, Key=f"{PREFIX}clips/my clip.mp4")
+    where = quarantined_key("clips/my clip.mp4", version)
+    moved = s3.get_object(Bucket=QUARANTINE, Key=where)
     assert moved["Body"].read() == clip
     assert moved["ContentType"] == "video/mp4"
-    tags = tags_of(s3, QUARANTINE, f"{PREFIX}clips/my clip.mp4")
+    tags = tags_of(s3, QUARANTINE, where)
     assert tags["owner"] == "alice"
     assert tags[VERDICT] == "quarantine"
     assert tags[TOP] == "bad"
@@ -166,7 +167,7 @@ def test_a_video_that_would_start_too_late_is_deferred_for_a_retry(
     first, second = moderate_objects(refs, client=s3, moderator=mod)
 
     assert first.verdict == "review"
-    assert second.outcome is Outcome.failed
+    assert second.outcome is Outcome.deferred
     assert isinstance(second.error, VideoDeferred)
     assert is_transient(second.error)  # SQS delivers it again; Batch Operations retries
     assert VERDICT not in tags_of(s3, UPLOADS, "2.mp4", refs[1].version_id)

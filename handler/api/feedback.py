@@ -10,10 +10,11 @@ import hashlib
 import logging
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException
+from fastapi import APIRouter, Depends, HTTPException, Request
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.concurrency import run_in_threadpool
 
+from handler.api.caller import caller_of
 from handler.api.deps import moderator
 from handler.api.schemas import S3Reference
 from handler.core.moderator import Moderator
@@ -21,6 +22,8 @@ from handler.exceptions import InputError
 from handler.feedback import FeedbackImage, FeedbackS3Object, feedback_store, new_record
 from handler.inputs.sources import from_base64
 from handler.logs import log_decision
+from handler.s3.api_access import denied
+from handler.s3.events import ObjectRef
 
 router = APIRouter(tags=["feedback"])
 logger = logging.getLogger(__name__)
@@ -32,7 +35,9 @@ class FeedbackRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     s3: S3Reference | None = Field(default=None, description="The S3 object that was judged.")
-    url: str | None = Field(default=None, max_length=2048, description="The URL that was judged.")
+    url: str | None = Field(
+        default=None, max_length=2048, pattern=r"^https?://", description="The http(s) URL that was judged."
+    )
     sha256: str | None = Field(
         default=None, pattern=r"^[0-9a-f]{64}$", description="sha256 of the image bytes."
     )
@@ -65,17 +70,21 @@ class FeedbackResponse(BaseModel):
 
 
 @router.post("/v1/feedback", status_code=201, response_model=FeedbackResponse, summary="Record a correction")
-async def feedback(body: FeedbackRequest, mod: Annotated[Moderator, Depends(moderator)]) -> FeedbackResponse:
-    return await run_in_threadpool(_record, mod, body)
+async def feedback(
+    body: FeedbackRequest, request: Request, mod: Annotated[Moderator, Depends(moderator)]
+) -> FeedbackResponse:
+    return await run_in_threadpool(_record, mod, body, caller_of(request))
 
 
-def _record(mod: Moderator, body: FeedbackRequest) -> FeedbackResponse:
+def _record(mod: Moderator, body: FeedbackRequest, caller: dict[str, str]) -> FeedbackResponse:
     sha256 = body.sha256
     if body.image_base64 is not None:
         digest = hashlib.sha256(from_base64(body.image_base64, mod.settings)).hexdigest()
         if sha256 is not None and sha256 != digest:
             raise InputError("sha256 does not match the image sent in image_base64")
         sha256 = digest
+    if body.s3 is not None and body.s3.bucket not in mod.settings.api_s3_buckets:
+        raise denied(ObjectRef(body.s3.bucket, body.s3.key))  # the same answer as the other routes
     s3 = FeedbackS3Object(**body.s3.model_dump()) if body.s3 is not None else None
     record = new_record(
         FeedbackImage(sha256=sha256, s3=s3, url=body.url),
@@ -84,6 +93,7 @@ def _record(mod: Moderator, body: FeedbackRequest) -> FeedbackResponse:
         policy=body.policy,
         model=mod.model_id,
         note=body.note,
+        caller=caller,
     )
     try:
         stored = feedback_store(mod.settings).put(record)
@@ -92,5 +102,12 @@ def _record(mod: Moderator, body: FeedbackRequest) -> FeedbackResponse:
         raise HTTPException(
             503, f"feedback could not be stored ({type(exc).__name__}); try again later"
         ) from exc
-    log_decision(logger, event="feedback", id=record.id, label=record.correct_label, verdict=body.verdict)
+    log_decision(
+        logger,
+        event="feedback",
+        id=record.id,
+        label=record.correct_label,
+        verdict=body.verdict,
+        caller=caller,
+    )
     return FeedbackResponse(id=record.id, stored=stored, sha256=sha256)

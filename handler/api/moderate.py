@@ -19,6 +19,8 @@ from handler.core.moderator import Moderator
 from handler.core.scoring import Decision
 from handler.exceptions import InputError
 from handler.logs import log_decision
+from handler.observability import metrics
+from handler.settings import get_settings
 
 M = TypeVar("M", bound=BaseModel)
 router = APIRouter(tags=["moderate"])
@@ -114,7 +116,9 @@ def _judge(mod: Moderator, source: RequestSource, policy_name: str | None) -> Mo
 
 
 def log_verdict(source: str, decision: Decision, ms: float) -> None:
-    """The one JSON log line per judged image."""
+    """The one JSON log line (and metrics) per judged image."""
+    verdict = decision.verdict.value
+    metrics.object_judged(get_settings(), source="api", verdict=verdict, flagged=decision.flagged, ms=ms)
     log_decision(
         logger,
         event="moderate",

@@ -22,6 +22,7 @@ from handler.core.moderator import Moderator
 from handler.exceptions import InputError
 from handler.inputs.images import sniff_image_format
 from handler.logs import log_decision
+from handler.observability import metrics
 from handler.video.inputs import head_of, spooled, too_large
 from handler.video.judge import media_kind, moderate_video
 
@@ -113,6 +114,11 @@ def _judge(
         )
     elapsed_ms = (time.perf_counter() - timer) * 1000
     top, score = verdict.top
+    flagged = sorted({s.category for s in verdict.segments if s.action.value != "allow"})
+    metrics.object_judged(
+        settings, source="video", verdict=verdict.verdict.value, flagged=flagged, ms=elapsed_ms
+    )
+    metrics.video_frames(settings, len(verdict.frames))
     log_decision(
         logger,
         event="moderate_video",

@@ -7,7 +7,9 @@ from dataclasses import dataclass
 from typing import Any, BinaryIO, Literal
 
 from handler.api.schemas import S3Reference
-from handler.inputs.sources import from_base64, from_s3, from_url, read_upload
+from handler.inputs.sources import from_base64, from_url, read_upload
+from handler.s3 import api_access
+from handler.s3.events import ObjectRef
 from handler.settings import Settings
 
 Kind = Literal["upload", "url", "base64", "s3"]
@@ -45,4 +47,6 @@ class RequestSource:
         if self.kind == "base64":
             return from_base64(self.value, settings)
         ref = self.value
-        return from_s3(ref.bucket, ref.key, ref.version_id, settings)
+        return api_access.read_image(
+            ObjectRef(ref.bucket, ref.key, ref.version_id), settings, settings.max_image_bytes
+        )

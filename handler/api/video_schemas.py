@@ -6,7 +6,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from handler.api.schemas import S3Reference, require_one_source
 from handler.core.policy import Action
-from handler.video.verdict import Segment, VideoVerdict
+from handler.video.verdict import FrameScore, Segment, VideoVerdict
 
 
 class VideoJSONRequest(BaseModel):
@@ -43,10 +43,25 @@ class VideoSegment(BaseModel):
         )
 
 
+class VideoFrame(BaseModel):
+    time_s: float = Field(description="Where the sampled frame sits in the video, in seconds.")
+    scores: dict[str, float] = Field(description="Probability of every category of the policy.")
+    flagged: list[str] = Field(description="Categories at or above their threshold on this frame alone.")
+
+    @classmethod
+    def from_frame(cls, frame: FrameScore) -> VideoFrame:
+        return cls(
+            time_s=round(frame.time_s, 3),
+            scores={name: round(score, 4) for name, score in frame.scores.items()},
+            flagged=sorted(frame.flagged),
+        )
+
+
 class VideoModerateResponse(BaseModel):
     verdict: Action = Field(description="Most severe action among the segments; allow if there is none.")
     segments: list[VideoSegment] = Field(description="Flagged stretches of the video, in time order.")
     frames_scored: int = Field(description="Sampled frames that went through the model.")
+    frames: list[VideoFrame] = Field(description="Each sampled frame's scores, in time order (the timeline).")
     duration_s: float = Field(description="Length of the video stream, in seconds.")
     elapsed_ms: float = Field(description="Server-side time to read, decode and judge, in milliseconds.")
     early_exit: bool = Field(description="True when judging stopped at a clear quarantine-level frame.")
@@ -59,6 +74,7 @@ class VideoModerateResponse(BaseModel):
             verdict=verdict.verdict,
             segments=[VideoSegment.from_segment(s) for s in verdict.segments],
             frames_scored=len(verdict.frames),
+            frames=[VideoFrame.from_frame(f) for f in verdict.frames],
             duration_s=round(verdict.duration_s, 3),
             elapsed_ms=round(elapsed_ms, 2),
             early_exit=verdict.early_exit,

@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 from handler.api.sources import RequestSource
 from handler.settings import Settings
-from handler.video.inputs import base64_chunks, s3_chunks, stream_chunks
+from handler.video.inputs import base64_chunks, stream_chunks, too_large
 
 
 def video_chunks(source: RequestSource, settings: Settings) -> Iterator[bytes]:
@@ -17,10 +17,11 @@ def video_chunks(source: RequestSource, settings: Settings) -> Iterator[bytes]:
         return _fetch(source.value, settings)
     if source.kind == "base64":
         return base64_chunks(source.value, limit)
-    from handler.s3.client import get_s3_client
+    from handler.s3 import api_access
+    from handler.s3.events import ObjectRef
 
     ref = source.value
-    return s3_chunks(get_s3_client(), ref.bucket, ref.key, ref.version_id, limit)
+    return api_access.open_stream(ObjectRef(ref.bucket, ref.key, ref.version_id), settings, limit, too_large)
 
 
 def _fetch(url: str, settings: Settings) -> Iterator[bytes]:

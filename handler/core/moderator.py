@@ -13,6 +13,8 @@ from handler.core.fingerprint import backbone_fingerprint
 from handler.core.model import ClipEncoder, load_encoder
 from handler.core.policy import Policy, PolicySet
 from handler.core.policy_heads import PolicyHeads
+from handler.core.preprocess import to_pixel_values
+from handler.core.provenance import JudgedBy, judged_by
 from handler.core.scoring import Classification, Decision, classify_row, judge, probabilities
 from handler.core.text_cache import TextEmbeddingCache
 from handler.core.text_embeddings import load_text_embeddings
@@ -36,6 +38,7 @@ class Moderator:
             self.text_cache.put(texts, embeddings)
         for policy in policies:  # warm the cache so no request pays for policy prompts
             self.text_cache.policy(policy)
+        self._judged_by: dict[str, JudgedBy] = {}
 
     @property
     def model_id(self) -> str:
@@ -45,6 +48,25 @@ class Moderator:
     def backbone_fingerprint(self) -> str:
         """Hash of the image tower's weights; trained heads are bound to it (computed on first use)."""
         return backbone_fingerprint(self.encoder.model_dir)
+
+    @property
+    def precision(self) -> str:
+        """The runtime and precision the image tower actually runs at (after any fallback)."""
+        return f"{self.encoder.runtime}:{self.encoder.precision}"
+
+    def judged_by(self, policy: Policy) -> JudgedBy:
+        """The judged-by id of verdicts by `policy` on this model (computed once per policy)."""
+        found = self._judged_by.get(policy.policy_id)
+        if found is None:
+            found = judged_by(
+                policy,
+                model_id=self.model_id,
+                model_fingerprint=self.backbone_fingerprint,
+                precision=self.precision,
+                text_embeddings=self.text_cache.policy,
+            )
+            self._judged_by[policy.policy_id] = found
+        return found
 
     def policy(self, name: str | None) -> Policy:
         policy = self.policies.get(name)
@@ -64,6 +86,14 @@ class Moderator:
 
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         return self.encoder.encode_images(images)
+
+    def pixels(self, image: Image.Image) -> np.ndarray:
+        """One image at the model's input size (1, 3, H, W): what a batch keeps until its forward pass."""
+        return to_pixel_values([image], self.encoder.preprocess)
+
+    def embed_pixels(self, pixels: Sequence[np.ndarray]) -> np.ndarray:
+        """Embeddings of images already at the model's input size (`pixels`), in one forward pass."""
+        return self.encoder.encode_pixels(np.concatenate(list(pixels)))
 
     def classify(
         self, images: Sequence[Image.Image], labels: list[str], threshold: float | None = None

@@ -2,14 +2,22 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
 
 from handler.core.policy import Action, Policy
 from handler.core.vectors import softmax
+from handler.exceptions import InputError
 
 UNKNOWN = "unknown"
+
+
+class NonFiniteScores(InputError):
+    """The model gave NaN or infinite scores for an image: never read as `allow` (an error verdict)."""
+
+    status_code = 422
 
 
 def probabilities(
@@ -48,6 +56,12 @@ class Decision:
 def judge(policy: Policy, row: np.ndarray, head_scores: dict[str, float] | None = None) -> Decision:
     """Most severe action among categories at or above their threshold; nothing flagged -> allow."""
     scores = {c.name: float(p) for c, p in zip(policy.categories, row.tolist(), strict=True)}
+    extra = head_scores or {}
+    if not all(math.isfinite(v) for v in [*scores.values(), *extra.values()]):
+        raise NonFiniteScores(
+            "the model produced non-finite scores for this image; it cannot be judged (check the image, "
+            "and the model and heads if every image does this)"
+        )
     flagged = [c for c in policy.categories if not c.safe and scores[c.name] >= c.threshold]
     verdict = max((c.action for c in flagged), key=lambda a: a.severity, default=Action.allow)
     top = max(scores, key=scores.__getitem__)
@@ -58,5 +72,5 @@ def judge(policy: Policy, row: np.ndarray, head_scores: dict[str, float] | None 
         top=top,
         top_score=scores[top],
         policy=policy,
-        head_scores=head_scores or {},
+        head_scores=extra,
     )

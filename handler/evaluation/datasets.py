@@ -136,8 +136,8 @@ def from_feedback(records: list[FeedbackRecord], images: Iterable[Path] = ()) ->
         if image.s3 is not None:
             version = f"?versionId={image.s3.version_id}" if image.s3.version_id else ""
             ref = f"s3://{image.s3.bucket}/{image.s3.key}{version}"
-        elif image.url is not None:
-            ref = image.url
+        elif image.url is not None and image.url.startswith(("http://", "https://")):
+            ref = image.url  # never a local path or another scheme: records come from API callers
         elif image.sha256 is not None:
             by_hash = index_by_hash(images) if by_hash is None else by_hash
             ref = by_hash.get(image.sha256)

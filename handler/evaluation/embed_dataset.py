@@ -32,20 +32,34 @@ class EmbeddedSet:
     embeddings: npt.NDArray[np.float32]  # (N, D) unit image embeddings, one row per item
     skipped: list[dict[str, str]] = field(default_factory=list)  # {"ref", "error"}
     cached: int = 0
-    overridden: int = 0  # dataset images whose label a feedback correction replaced
+    feedback_duplicates: int = 0  # feedback on a dataset image (same bytes): the dataset's label is kept
+    conflicts: list[dict[str, str]] = field(default_factory=list)  # ... and a different label was asked
 
-    def with_feedback_precedence(self) -> EmbeddedSet:
-        """Drop dataset samples whose image (same bytes) also came as a feedback correction."""
-        corrected = {e.sha256 for e in self.items if e.sample.origin == "feedback"}
-        keep = [
-            i for i, e in enumerate(self.items) if e.sample.origin == "feedback" or e.sha256 not in corrected
-        ]
+    def with_dataset_precedence(self) -> EmbeddedSet:
+        """Curated labels win: a feedback sample whose image (same bytes) is in the dataset is dropped,
+        and if it asked for another label, the disagreement is listed (never applied silently)."""
+        curated = {e.sha256: e for e in self.items if e.sample.origin != "feedback"}
+        keep, conflicts = [], []
+        for i, item in enumerate(self.items):
+            dataset = curated.get(item.sha256) if item.sample.origin == "feedback" else None
+            if dataset is None:
+                keep.append(i)
+            elif dataset.sample.label != item.sample.label:
+                conflicts.append(
+                    {
+                        "image": dataset.sample.ref,
+                        "dataset_label": dataset.sample.label,
+                        "feedback_label": item.sample.label,
+                        "feedback_ref": item.sample.ref,
+                    }
+                )
         return EmbeddedSet(
             items=[self.items[i] for i in keep],
             embeddings=self.embeddings[keep],
             skipped=self.skipped,
             cached=self.cached,
-            overridden=len(self.items) - len(keep),
+            feedback_duplicates=len(self.items) - len(keep),
+            conflicts=conflicts,
         )
 
     @property

@@ -168,7 +168,7 @@ def evaluate(mod: Moderator, options: EvaluateOptions) -> dict[str, Any]:
         cache = EmbeddingCache(options.cache_dir, mod.backbone_fingerprint, mod.encoder.precision.value)
     embedded = embed_samples(
         mod, samples, batch_size=options.batch_size, cache=cache, progress=options.progress
-    ).with_feedback_precedence()
+    ).with_dataset_precedence()
     if not embedded.items:
         raise InputError(f"none of the {len(samples)} images could be read: {embedded.skipped[:3]}")
     scored = mode.score(embedded.embeddings, options.mapping)
@@ -185,7 +185,8 @@ def evaluate(mod: Moderator, options: EvaluateOptions) -> dict[str, Any]:
             "images": len(embedded.items),
             "labels": label_counts(e.sample for e in embedded.items),
             "from_feedback": sum(1 for e in embedded.items if e.sample.origin == "feedback"),
-            "feedback_overrides": embedded.overridden,
+            "feedback_on_dataset_images": embedded.feedback_duplicates,
+            "feedback_conflicts": embedded.conflicts,
             "feedback_unresolved": unresolved,
             "skipped": embedded.skipped,
         },
@@ -249,6 +250,11 @@ def evaluation_warnings(
         warnings.append(f"{len(embedded.skipped)} image(s) could not be read and were skipped")
     if unresolved:
         warnings.append(f"{len(unresolved)} feedback record(s) name images that could not be found")
+    if embedded.conflicts:
+        warnings.append(
+            f"{len(embedded.conflicts)} feedback record(s) disagree with the dataset's label; the dataset's "
+            "label was kept (see dataset.feedback_conflicts)"
+        )
     return warnings
 
 

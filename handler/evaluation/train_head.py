@@ -171,7 +171,7 @@ def train_head(mod: Moderator, options: TrainOptions) -> dict[str, Any]:
         cache = EmbeddingCache(options.cache_dir, mod.backbone_fingerprint, mod.encoder.precision.value)
     embedded: EmbeddedSet = embed_samples(
         mod, samples, batch_size=options.batch_size, cache=cache, progress=options.progress
-    ).with_feedback_precedence()
+    ).with_dataset_precedence()
     if len(embedded.items) < 2:
         raise InputError(f"only {len(embedded.items)} readable image(s); a head needs more")
     x = embedded.embeddings.astype(np.float64)

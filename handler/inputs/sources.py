@@ -42,19 +42,22 @@ def from_base64(text: str, settings: Settings) -> bytes:
 
 
 def from_s3(bucket: str, key: str, version_id: str | None, settings: Settings, client: Any = None) -> bytes:
-    """Read an object (a given version) after checking its size with HeadObject."""
+    """An object (a given version) for the operator's tools, after HeadObject shows it is within limits.
+    (The API's `s3` source goes through `handler.s3.api_access`, which adds the bucket allowlist.)"""
     from botocore.exceptions import ClientError
 
+    from handler.s3 import objects
     from handler.s3.client import get_s3_client
+    from handler.s3.events import ObjectRef
+    from handler.s3.faults import error_code
 
     s3 = client or get_s3_client()
-    extra = {"VersionId": version_id} if version_id else {}
+    ref = ObjectRef(bucket, key, version_id)
     try:
-        head = s3.head_object(Bucket=bucket, Key=key, **extra)
-        check_size(int(head["ContentLength"]), settings.max_image_bytes)
-        return bytes(s3.get_object(Bucket=bucket, Key=key, **extra)["Body"].read())
+        check_size(objects.size_of(s3, ref), settings.max_image_bytes)
+        return objects.read_body(s3, ref)
     except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
+        code = error_code(exc)
         if code in ("404", "NoSuchKey", "NoSuchVersion", "NoSuchBucket", "403", "AccessDenied"):
             raise InputError(f"cannot read s3://{bucket}/{key}: {code}", status_code=400) from exc
         raise

@@ -2,6 +2,8 @@
 
 Keys in S3 notifications, EventBridge events and Batch Operations schema 1.0 are URL-encoded (`+` is a
 space) and are decoded here, once; schema 2.0 sends them as they are.
+Hand-written rather than Powertools' data classes: one small module reads all five shapes (SNS-wrapped
+SQS bodies and our own re-queued messages included) into one `ObjectRef`, without a runtime dependency.
 """
 
 from __future__ import annotations
@@ -9,24 +11,11 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from enum import StrEnum
 from typing import Any
 from urllib.parse import unquote_plus
 
 S3_TEST_EVENT = "s3:TestEvent"
-
-
-class UnsupportedEvent(ValueError):
-    """An event this function does not know how to handle."""
-
-
-class EventKind(StrEnum):
-    http = "http"  # API Gateway REST (v1), HTTP API (v2), Function URL, ALB -> Mangum
-    s3 = "s3"  # S3 event notification (Records with eventSource aws:s3)
-    s3_test = "s3_test"  # the s3:TestEvent S3 sends when notifications are configured
-    sqs = "sqs"  # SQS messages carrying S3 notifications
-    eventbridge = "eventbridge"  # EventBridge events from aws.s3
-    batch = "batch"  # S3 Batch Operations LambdaInvoke, schema 1.0 or 2.0
+DEFERRED = "moderationDeferred"  # the body of a message this function re-queued (`handler.s3.deferral`)
 
 
 @dataclass(frozen=True)
@@ -59,6 +48,8 @@ class SqsMessage:
     message_id: str
     refs: tuple[ObjectRef, ...] = ()
     problem: str | None = None
+    source_arn: str = ""  # the queue's ARN
+    deferrals: int = 0  # times this function already re-queued these objects
 
 
 @dataclass(frozen=True)
@@ -74,34 +65,6 @@ class BatchJob:
     job_id: str
     user_arguments: Mapping[str, str]
     tasks: tuple[BatchTask, ...]
-
-
-def event_kind(event: Any) -> EventKind:
-    """The kind of `event`, judged by its shape; raises `UnsupportedEvent` naming the keys seen."""
-    if not isinstance(event, dict):
-        raise UnsupportedEvent(f"expected a JSON object event, got {type(event).__name__}")
-    if "requestContext" in event:
-        return EventKind.http
-    if "invocationSchemaVersion" in event and "tasks" in event:
-        return EventKind.batch
-    if event.get("Event") == S3_TEST_EVENT:
-        return EventKind.s3_test
-    if event.get("source") == "aws.s3" and "detail-type" in event:
-        return EventKind.eventbridge
-    records = event.get("Records")
-    if isinstance(records, list) and records and isinstance(records[0], dict):
-        source = records[0].get("eventSource")
-        if source == "aws:s3":
-            return EventKind.s3
-        if source == "aws:sqs":
-            return EventKind.sqs
-        if "cf" in records[0]:
-            return EventKind.http  # Lambda@Edge: Mangum knows it
-    raise UnsupportedEvent(
-        "unsupported event: expected an API Gateway/HTTP API/Function URL request, an S3 notification, "
-        f"SQS messages, an EventBridge aws.s3 event or an S3 Batch Operations job; keys seen: {sorted(event)}"
-        + (f"; Records[0] keys: {sorted(records[0])}" if isinstance(records, list) and records else "")
-    )
 
 
 def s3_notification_refs(event: Mapping[str, Any]) -> list[ObjectRef]:
@@ -148,12 +111,19 @@ def sqs_messages(event: Mapping[str, Any]) -> list[SqsMessage]:
     messages = []
     for record in event.get("Records", []):
         message_id = str(record.get("messageId", ""))
+        source_arn = str(record.get("eventSourceARN", ""))
         try:
-            refs = _body_refs(json.loads(record.get("body") or "null"))
+            body = json.loads(record.get("body") or "null")
+            if isinstance(body, dict) and DEFERRED in body:
+                deferred = body[DEFERRED]
+                refs = [ObjectRef(o["bucket"], o["key"], o.get("versionId")) for o in deferred["objects"]]
+                deferrals = int(deferred["deferrals"])
+            else:
+                refs, deferrals = _body_refs(body), 0
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             messages.append(SqsMessage(message_id, problem=f"unreadable message body: {exc!r}"))
             continue
-        messages.append(SqsMessage(message_id, tuple(refs)))
+        messages.append(SqsMessage(message_id, tuple(refs), source_arn=source_arn, deferrals=deferrals))
     return messages
 
 

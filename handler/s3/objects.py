@@ -1,8 +1,10 @@
-"""The S3 calls the moderation flow makes on one object version (all pinned to that version)."""
+"""The S3 calls on one object version (all pinned to that version): the one place that reads objects,
+for the S3 flow, the API's `s3` source (through `handler.s3.api_access`) and the evaluation tools."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from handler.s3.events import ObjectRef
@@ -11,6 +13,7 @@ from handler.s3.tags import from_tag_set, to_tag_set
 from handler.settings import Settings
 
 SNIFF_BYTES = 32  # enough for every magic number sniff_image_format knows (it needs 16)
+MAX_KEY_BYTES = 1024  # S3's limit on a key, in UTF-8 bytes
 
 
 def version_args(ref: ObjectRef) -> dict[str, str]:
@@ -54,8 +57,40 @@ def read_body(s3: Any, ref: ObjectRef) -> bytes:
     return bytes(response["Body"].read())
 
 
-def quarantine_key(settings: Settings, key: str) -> str:
-    return f"{settings.quarantine_prefix}{key}"
+CHUNK_BYTES = 1024 * 1024
+
+
+def body_chunks(s3: Any, ref: ObjectRef) -> Iterator[bytes]:
+    """The body in 1 MiB chunks, streamed (videos). GetObject runs now, so its errors raise here; the
+    connection is closed however the reader stops."""
+    body = s3.get_object(Bucket=ref.bucket, Key=ref.key, **version_args(ref))["Body"]
+
+    def chunks() -> Iterator[bytes]:
+        try:
+            yield from body.iter_chunks(CHUNK_BYTES)
+        finally:
+            body.close()
+
+    return chunks()
+
+
+def size_of(s3: Any, ref: ObjectRef) -> int:
+    """ContentLength from HeadObject (raises the ClientError when it cannot be read)."""
+    return int(s3.head_object(Bucket=ref.bucket, Key=ref.key, **version_args(ref))["ContentLength"])
+
+
+def quarantine_key(settings: Settings, ref: ObjectRef, version: str) -> str:
+    """Where one source version's quarantine copy goes: its own key, so no copy ever replaces another.
+
+    `<prefix><source bucket>/<key>/<version>` (version ids and ETag tokens hold no "/", so the mapping is
+    one-to-one). A key too long for that becomes `<prefix><bucket>/_long/<sha256 of key>/<version>`; the
+    original key is in the copy's metadata (when it fits) and in the decision record.
+    """
+    key = f"{settings.quarantine_prefix}{ref.bucket}/{ref.key}/{version}"
+    if len(key.encode()) <= MAX_KEY_BYTES:
+        return key
+    digest = hashlib.sha256(ref.key.encode()).hexdigest()
+    return f"{settings.quarantine_prefix}{ref.bucket}/_long/{digest}/{version}"
 
 
 def in_quarantine_location(settings: Settings, ref: ObjectRef) -> bool:
@@ -63,11 +98,9 @@ def in_quarantine_location(settings: Settings, ref: ObjectRef) -> bool:
     return ref.bucket == settings.quarantine_bucket and ref.key.startswith(settings.quarantine_prefix)
 
 
-def quarantined_copy_exists(s3: Any, settings: Settings, key: str) -> bool:
-    if not settings.quarantine_bucket:
-        return False
+def exists(s3: Any, bucket: str, key: str) -> bool:
     try:
-        s3.head_object(Bucket=settings.quarantine_bucket, Key=quarantine_key(settings, key))
+        s3.head_object(Bucket=bucket, Key=key)
     except Exception as exc:
         if is_gone(exc):
             return False

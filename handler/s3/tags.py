@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
-from handler.core.scoring import Decision
+from handler.decisions.record import DecisionRecord
 
 VERDICT = "moderation-verdict"
 POLICY = "moderation-policy"
@@ -35,51 +35,46 @@ def tag_value(text: str) -> str:
     return cleaned[:MAX_VALUE_LENGTH].strip()
 
 
-def decision_tags(decision: Decision) -> dict[str, str]:
-    """The tags for a verdict, most important first; the policy's score heads (`moderation-<name>`) last."""
-    tags = {
-        VERDICT: decision.verdict.value,
-        POLICY: tag_value(decision.policy.policy_id),
-        TOP: tag_value(decision.top),
-        SCORE: f"{decision.top_score:.4f}",
-    }
-    tags.update({f"moderation-{name}": f"{value:.4f}" for name, value in decision.head_scores.items()})
+def record_tags(record: DecisionRecord) -> dict[str, str]:
+    """The tags for a recorded verdict, most important first; score heads (`moderation-<name>`) and
+    video tags last. Errors carry their reason instead of a top category."""
+    tags = {VERDICT: record.verdict, POLICY: tag_value(record.policy)}
+    if record.reason is not None:
+        tags[REASON] = tag_value(record.reason) or ERROR
+    if record.top is not None and record.score is not None:
+        tags[TOP] = tag_value(record.top)
+        tags[SCORE] = f"{record.score:.4f}"
+    tags.update({f"moderation-{name}": f"{value:.4f}" for name, value in record.head_scores.items()})
+    tags.update(record.extra_tags)
     return tags
-
-
-def error_tags(reason: str, policy_id: str) -> dict[str, str]:
-    """The tags for an object that could not be judged (not an image, too large, undecodable)."""
-    return {VERDICT: ERROR, POLICY: tag_value(policy_id), REASON: tag_value(reason) or ERROR}
 
 
 @dataclass(frozen=True)
 class MergedTags:
     tags: dict[str, str]
     dropped: tuple[str, ...]  # moderation tag keys that did not fit
-
-    @property
-    def has_verdict(self) -> bool:
-        return VERDICT in self.tags
+    displaced: dict[str, str]  # user tags that yielded to moderation-verdict (kept in the record)
 
 
 def merge_tags(existing: Mapping[str, str], moderation: Mapping[str, str]) -> MergedTags:
-    """Every user tag (but for keys `moderation` sets anew), then as many of `moderation` (in its order)
-    as fit in S3's 10."""
-    merged = {k: v for k, v in existing.items() if k not in OURS and k not in moderation}
+    """User tags (but for keys `moderation` sets anew), with room made for `moderation-verdict` if need be,
+    then as many of `moderation` (in its order) as fit in S3's 10."""
+    user = {k: v for k, v in existing.items() if k not in OURS and k not in moderation}
+    displaced: dict[str, str] = {}
+    overflow = len(user) - (MAX_TAGS - 1) if VERDICT in moderation else 0
+    if overflow > 0:
+        lookalikes = sorted((k for k in user if k.startswith("moderation-")), reverse=True)
+        others = sorted((k for k in user if not k.startswith("moderation-")), reverse=True)
+        for key in [*lookalikes, *others][:overflow]:
+            displaced[key] = user.pop(key)
+    merged = dict(user)
     dropped = []
     for key, value in moderation.items():
         if len(merged) < MAX_TAGS:
             merged[key] = value
         else:
             dropped.append(key)
-    return MergedTags(merged, tuple(dropped))
-
-
-def judged_verdict(tags: Mapping[str, str], policy_id: str) -> str | None:
-    """The verdict already on the object if it was judged by this very policy, else None."""
-    if tags.get(POLICY) == tag_value(policy_id):
-        return tags.get(VERDICT)
-    return None
+    return MergedTags(merged, tuple(dropped), displaced)
 
 
 def from_tag_set(tag_set: Iterable[Mapping[str, str]]) -> dict[str, str]:

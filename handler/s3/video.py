@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import io
 import time
-from collections.abc import Iterator
 from typing import Any
 
 from PIL import Image
@@ -19,10 +18,10 @@ from PIL import Image
 from handler.core.moderator import Moderator
 from handler.core.policy import Policy
 from handler.s3.events import ObjectRef
-from handler.s3.objects import version_args
+from handler.s3.objects import body_chunks
 from handler.s3.tags import FIRST_FLAGGED
 from handler.settings import Settings
-from handler.video.inputs import CHUNK_BYTES, spooled, too_large
+from handler.video.inputs import spooled, too_large
 from handler.video.judge import ANIMATED_FORMATS, moderate_video, video_time_limit_s
 from handler.video.verdict import VideoVerdict
 
@@ -81,7 +80,7 @@ def judge_video_object(
     if size > limit:
         raise too_large(size, limit)
     started = clock.start_video()
-    with spooled(_body_chunks(s3, ref), limit) as path:
+    with spooled(body_chunks(s3, ref), limit) as path:
         return moderate_video(
             path,
             video_format,
@@ -117,11 +116,3 @@ def video_tags(verdict: VideoVerdict) -> dict[str, str]:
     """Tags only videos get, after the usual ones: where the first flagged segment starts."""
     first = verdict.first_flagged_s
     return {} if first is None else {FIRST_FLAGGED: f"{first:.1f}"}
-
-
-def _body_chunks(s3: Any, ref: ObjectRef) -> Iterator[bytes]:
-    body = s3.get_object(Bucket=ref.bucket, Key=ref.key, **version_args(ref))["Body"]
-    try:
-        yield from body.iter_chunks(CHUNK_BYTES)
-    finally:
-        body.close()

@@ -18,8 +18,7 @@ def sqs_path_throughput(model_dir: Path, images: list[bytes], per_batch: int = 1
     from moto.server import ThreadedMotoServer
 
     from handler.core.moderator import build_moderator
-    from handler.s3.entry import handle_s3_event
-    from handler.s3.events import EventKind
+    from handler.s3.entry import handle_sqs
     from handler.settings import Settings
 
     mod = build_moderator(Settings(model_dir=model_dir))
@@ -44,10 +43,10 @@ def sqs_path_throughput(model_dir: Path, images: list[bytes], per_batch: int = 1
         for key, data in zip(keys, images, strict=True):
             s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType="image/jpeg")
         events = [_sqs_event(bucket, keys[i : i + per_batch]) for i in range(0, len(keys), per_batch)]
-        handle_s3_event(_sqs_event(bucket, keys[:1]), EventKind.sqs, client=s3, moderator=mod)  # warm-up
+        handle_sqs(_sqs_event(bucket, keys[:1]), client=s3, moderator=mod)  # warm-up
         started = time.perf_counter()
         for event in events:
-            handle_s3_event(event, EventKind.sqs, client=s3, moderator=mod)
+            handle_sqs(event, client=s3, moderator=mod)
         return len(keys) / (time.perf_counter() - started)
     finally:
         server.stop()

@@ -13,7 +13,7 @@ import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from handler.exceptions import InputError, PayloadTooLarge
 from handler.video.formats import VIDEO_SNIFF_BYTES
@@ -28,7 +28,7 @@ def too_large(size: int, limit: int) -> PayloadTooLarge:
 @contextmanager
 def spooled(chunks: Iterable[bytes], limit: int) -> Iterator[Path]:
     """The chunks written to a new temporary file, at most `limit` bytes (PayloadTooLarge past it)."""
-    fd, name = tempfile.mkstemp(prefix="moderation-video-")
+    fd, name = tempfile.mkstemp(prefix=SPOOL_PREFIX)
     path = Path(name)
     try:
         with os.fdopen(fd, "wb") as out:
@@ -66,25 +66,14 @@ def base64_chunks(text: str, limit: int) -> Iterator[bytes]:
         raise InputError(f"video_base64 is not valid base64: {exc}") from exc
 
 
-def s3_chunks(s3: Any, bucket: str, key: str, version_id: str | None, limit: int) -> Iterator[bytes]:
-    """An S3 object's body in chunks, after HeadObject shows it is within `limit`.
+SPOOL_PREFIX = "moderation-video-"
 
-    Read errors a caller can fix (no such object or version, access denied) are InputErrors.
-    """
-    from botocore.exceptions import ClientError
 
-    extra = {"VersionId": version_id} if version_id else {}
-    try:
-        size = int(s3.head_object(Bucket=bucket, Key=key, **extra)["ContentLength"])
-        if size > limit:
-            raise too_large(size, limit)
-        body = s3.get_object(Bucket=bucket, Key=key, **extra)["Body"]
-    except ClientError as exc:
-        code = exc.response.get("Error", {}).get("Code", "")
-        if code in ("404", "NoSuchKey", "NoSuchVersion", "NoSuchBucket", "403", "AccessDenied"):
-            raise InputError(f"cannot read s3://{bucket}/{key}: {code}") from exc
-        raise
-    try:
-        yield from body.iter_chunks(CHUNK_BYTES)
-    finally:
-        body.close()
+def remove_stale_spools() -> int:
+    """Delete spooled videos left in the temporary directory (a timed-out invocation cannot clean up:
+    Lambda freezes it mid-`with`). Called at init, before this sandbox serves anything. Returns how many."""
+    removed = 0
+    for path in Path(tempfile.gettempdir()).glob(f"{SPOOL_PREFIX}*"):
+        path.unlink(missing_ok=True)
+        removed += 1
+    return removed

@@ -1,0 +1,1 @@
+"""What operators see: CloudWatch metrics (embedded metric format), verdict events, request ids."""
