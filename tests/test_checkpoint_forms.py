@@ -139,6 +139,25 @@ def test_a_pickle_that_carries_code_is_refused_without_running_it(
     assert not marker.exists(), "unpickling ran the checkpoint's code"
 
 
+def test_a_shard_index_cannot_name_files_outside_the_checkpoint(
+    forms: dict[str, Path], tmp_path: Path
+) -> None:
+    import json
+
+    outside = tmp_path / "outside.safetensors"
+    sharded = tmp_path / "sharded"
+    shutil.copytree(forms["sharded-safetensors-slow"], sharded)
+    index_path = sharded / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text())
+    shard = next(iter(index["weight_map"].values()))
+    shutil.copyfile(sharded / shard, outside)
+    (sharded / shard).unlink()
+    index["weight_map"] = {name: "../outside.safetensors" for name in index["weight_map"]}
+    index_path.write_text(json.dumps(index))
+    with pytest.raises(ConfigurationError, match=r"shards that are missing: outside\.safetensors"):
+        load_encoder(Settings(model_dir=sharded))
+
+
 def test_a_checkpoint_without_any_tokenizer_files_says_which_files_it_needs(
     forms: dict[str, Path], tmp_path: Path
 ) -> None:
