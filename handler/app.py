@@ -16,6 +16,7 @@ from handler.api import feedback as feedback_routes
 from handler.api import policies as policy_routes
 from handler.api import review as review_routes
 from handler.api import score as score_routes
+from handler.api.deprecation import DeprecatedStageMiddleware
 from handler.api.no_store import NoStoreMiddleware
 from handler.api.schemas import BatchJSONRequest, ModerateJSONRequest
 from handler.api.video_schemas import VideoJSONRequest
@@ -56,6 +57,7 @@ def create_app() -> FastAPI:
     app.include_router(review_routes.router)
     app.include_router(console_routes.router)
     app.add_middleware(NoStoreMiddleware)
+    app.add_middleware(DeprecatedStageMiddleware)
     _document_json_bodies(app)
     return app
 

@@ -8,6 +8,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from handler.backfill.cli import add_commands as add_backfill_commands
 from handler.evaluation.cli import add_commands as add_eval_commands
 from handler.exceptions import ConfigurationError, InputError
 from handler.logs import configure_cli_logging
@@ -27,7 +28,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _classify(args: argparse.Namespace) -> int:
-    from handler.api.classify import parse_classes
+    from handler.core.labels import parse_classes
     from handler.core.moderator import get_moderator
 
     labels = parse_classes(args.classes)
@@ -86,7 +87,7 @@ def _bench(args: argparse.Namespace) -> int:
 def _compare_precision(args: argparse.Namespace) -> int:
     from PIL import Image
 
-    from handler.api.classify import parse_classes
+    from handler.core.labels import parse_classes
     from handler.core.model import Precision
     from handler.tools.parity import compare, load_pair
 
@@ -163,6 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_eval_commands(sub)  # evaluate, train-head
     add_video_commands(sub)  # video
+    add_backfill_commands(sub)  # backfill, backfill status
     return parser
 
 

@@ -10,14 +10,16 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from contextvars import ContextVar
 from typing import Any
+
+#: The id of the HTTP request being served (set by handler.observability.request_id), on every decision.
+request_id: ContextVar[str | None] = ContextVar("request_id", default=None)
 
 
 def log_decision(logger: logging.Logger, **fields: Any) -> None:
     """Emit one JSON object; floats rounded so lines stay short; None fields left out."""
-    from handler.observability.request_id import current
-
-    fields.setdefault("request_id", current.get())
+    fields.setdefault("request_id", request_id.get())
     clean = {k: (round(v, 4) if isinstance(v, float) else v) for k, v in fields.items() if v is not None}
     logger.info(json.loads(json.dumps(clean, default=str)))  # plain JSON types only, whatever came in
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
@@ -14,7 +15,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from handler.core.moderator import Moderator, get_moderator
-from handler.core.policy import PolicySet
+from handler.core.policy import Action, Policy, PolicySet
 from handler.settings import Settings, get_settings
 from handler.tools.random_checkpoint import make_random_checkpoint
 
@@ -29,6 +30,19 @@ os.environ.update(
 )
 for _name in ("MODERATION_POLICY", "QUARANTINE_BUCKET", "QUARANTINE_PREFIX", "AWS_PROFILE"):
     os.environ.pop(_name, None)
+
+
+@pytest.fixture(autouse=True)
+def subprocesses_only_in_slow_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A test that starts a process (seconds of interpreter and torch start-up) must be marked slow, so
+    `-m 'not slow'` stays the quick loop: starting one from an unmarked test fails it, saying so."""
+    if request.node.get_closest_marker("slow"):
+        return
+
+    def refuse(self: subprocess.Popen[Any], *args: Any, **kwargs: Any) -> None:
+        raise AssertionError(f"{request.node.nodeid} starts a process: mark it @pytest.mark.slow")
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", refuse)
 
 
 @pytest.fixture(scope="session")
@@ -123,6 +137,21 @@ def image_bytes(
     buffer = io.BytesIO()
     image.save(buffer, format=fmt, **save)
     return buffer.getvalue()
+
+
+def verdict_by_the_rule(scores: dict[str, float], policy: Policy) -> str:
+    """The verdict design.md defines: the most severe action among the flagged categories (score at or
+    above the threshold, the safe class never), allow when none is flagged. An oracle for tests that
+    cannot force a verdict (random weights give whatever scores they give)."""
+    flagged = [c.action for c in policy.categories if not c.safe and scores[c.name] >= c.threshold]
+    return max(flagged, key=lambda action: action.severity, default=Action.allow).value
+
+
+def api_verdict(client: TestClient, image: bytes) -> str:
+    """What POST /v1/moderate answers for these bytes (the reference another path must agree with)."""
+    response = client.post("/v1/moderate", files={"image": ("a.jpg", image, "image/jpeg")})
+    assert response.status_code == 200, response.text
+    return str(response.json()["verdict"])
 
 
 @pytest.fixture

@@ -106,6 +106,7 @@ def test_exported_fp32_towers_match_transformers(baked: Path, tiny_model_dir: Pa
     assert exported.logit_scale == pytest.approx(reference.logit_scale)
 
 
+@pytest.mark.slow
 def test_baked_model_serves_offline_with_torch_transformers_and_the_build_tools_unimportable(
     baked: Path,
 ) -> None:

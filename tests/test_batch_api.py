@@ -12,20 +12,20 @@ from handler.core.moderator import Moderator
 from tests.conftest import image_bytes
 
 
-def test_multipart_batch_judges_every_image_in_order(client: TestClient) -> None:
+def test_multipart_batch_judges_every_image_in_order(
+    client: TestClient, forced: Callable[..., Moderator], override_moderator: Callable[[Moderator], None]
+) -> None:
+    override_moderator(forced("review"))
     files = [
         ("images", (f"{i}.jpg", image_bytes("JPEG", color=(i * 40, 0, 0)), "image/jpeg")) for i in range(4)
     ]
     response = client.post("/v1/moderate/batch", files=files)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert body["policy"] == "default"
+    assert body["policy"] == "forced-review"
     assert [r["index"] for r in body["results"]] == [0, 1, 2, 3]
     assert [r["source"] for r in body["results"]] == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]
-    assert all(
-        r["error"] is None and r["result"]["verdict"] in {"allow", "review", "quarantine"}
-        for r in body["results"]
-    )
+    assert [(r["error"], r["result"]["verdict"]) for r in body["results"]] == [(None, "review")] * 4
 
 
 def test_batch_runs_one_forward_pass(
@@ -44,7 +44,10 @@ def test_batch_runs_one_forward_pass(
     assert calls == [5]
 
 
-def test_one_bad_item_does_not_sink_the_batch(client: TestClient) -> None:
+def test_one_bad_item_does_not_sink_the_batch(
+    client: TestClient, forced: Callable[..., Moderator], override_moderator: Callable[[Moderator], None]
+) -> None:
+    override_moderator(forced("quarantine"))
     items = [
         {"image_base64": base64.b64encode(image_bytes("JPEG")).decode()},
         {"image_base64": base64.b64encode(b"not an image").decode()},
@@ -53,7 +56,7 @@ def test_one_bad_item_does_not_sink_the_batch(client: TestClient) -> None:
     response = client.post("/v1/moderate/batch", json={"items": items})
     assert response.status_code == 200, response.text
     results = response.json()["results"]
-    assert results[0]["result"]["verdict"] in {"allow", "review", "quarantine"}
+    assert results[0]["result"]["verdict"] == "quarantine"
     assert results[1]["error"]["status"] == 400
     assert "not an image" in results[1]["error"]["detail"]
     assert results[2]["error"]["status"] == 400

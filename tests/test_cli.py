@@ -27,6 +27,7 @@ def run_cli(*args: str, model_dir: Path) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.slow
 def test_classify_prints_one_json_line_per_image(tmp_path: Path, tiny_model_dir: Path) -> None:
     (tmp_path / "a.jpg").write_bytes(image_bytes("JPEG"))
     (tmp_path / "b.png").write_bytes(image_bytes("PNG"))
@@ -48,6 +49,7 @@ def test_classify_prints_one_json_line_per_image(tmp_path: Path, tiny_model_dir:
     assert result.returncode == 1  # one image failed
 
 
+@pytest.mark.slow
 def test_classify_rejects_a_single_class(tmp_path: Path, tiny_model_dir: Path) -> None:
     (tmp_path / "a.jpg").write_bytes(image_bytes("JPEG"))
     result = run_cli("classify", str(tmp_path / "a.jpg"), "--classes", "cat", model_dir=tiny_model_dir)
@@ -55,6 +57,7 @@ def test_classify_rejects_a_single_class(tmp_path: Path, tiny_model_dir: Path) -
     assert "at least two distinct" in result.stderr
 
 
+@pytest.mark.slow
 def test_serve_answers_health_and_classify_over_real_http(tmp_path: Path, tiny_model_dir: Path) -> None:
     import socket
     import time

@@ -121,7 +121,8 @@ def test_bad_requests_fail_with_one_sentence(
 
 
 def test_csv_dataset_and_class_map(moderator: Moderator, dataset: Path, tmp_path: Path) -> None:
-    from handler.evaluation.evaluate import EvaluateOptions, evaluate
+    from handler.evaluation.evaluate import evaluate
+    from handler.evaluation.options import EvaluateOptions
 
     csv_file = tmp_path / "labels.csv"
     rows = [f"{os.path.relpath(p, tmp_path)},{p.parent.name}" for p in dataset.rglob("*.png")]  # relative

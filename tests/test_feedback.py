@@ -14,7 +14,8 @@ from fastapi.testclient import TestClient
 
 from handler.core.heads import HeadKind
 from handler.core.moderator import Moderator
-from handler.evaluation.evaluate import EvaluateOptions, evaluate
+from handler.evaluation.evaluate import evaluate
+from handler.evaluation.options import EvaluateOptions
 from handler.evaluation.train_head import TrainOptions, train_head
 from handler.feedback import FeedbackImage, LocalFeedbackStore, new_record, read_feedback
 from tests.conftest import image_bytes

@@ -205,6 +205,7 @@ def test_s3_flow_tags_the_score_after_the_verdict_tags(s3: Any, served: Moderato
     assert "moderation-aesthetics" not in full, "the score tag goes only where the 10-tag limit leaves room"
 
 
+@pytest.mark.slow
 def test_the_serving_path_never_imports_the_evaluation_tooling() -> None:
     """scikit-learn and matplotlib serve evaluate/train-head only: the app and the S3 flow load neither.
     (transformers imports scikit-learn when installed; the Lambda runs the baked ONNX towers.)"""

@@ -40,6 +40,7 @@ def test_incomplete_checkpoint_is_a_configuration_error(tmp_path: Path, tiny_mod
         load_encoder(Settings(model_dir=tmp_path))
 
 
+@pytest.mark.slow
 def test_serve_exits_with_the_message_when_the_model_is_missing(tmp_path: Path) -> None:
     env = {"MODEL_DIR": str(tmp_path / "missing"), "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
     result = subprocess.run(

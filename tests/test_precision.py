@@ -121,6 +121,7 @@ def _images(tmp_path: Path) -> list[str]:
     return paths
 
 
+@pytest.mark.slow
 def test_compare_precision_command_checks_int8_on_the_callers_images(baked: Path, tmp_path: Path) -> None:
     env = {**os.environ, "MODEL_DIR": str(baked)}
     command = [
@@ -138,6 +139,7 @@ def test_compare_precision_command_checks_int8_on_the_callers_images(baked: Path
     assert (report["images"], report["precision"]) == (3, "int8")
 
 
+@pytest.mark.slow
 def test_compare_precision_int8_on_a_raw_checkpoint_says_to_bake(
     tiny_model_dir: Path, tmp_path: Path
 ) -> None:

@@ -1,8 +1,12 @@
-"""S3 round trips of one event's objects overlap (they dominate on real S3); results do not change."""
+"""S3 round trips of one event's objects overlap (they dominate on real S3); results do not change.
+
+Counted, not timed: the client double records how many calls are in flight at once, so two busy shared
+cores cannot fail the test, and a serial implementation cannot pass it.
+"""
 
 from __future__ import annotations
 
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -13,14 +17,18 @@ from handler.s3.tags import VERDICT
 from tests.conftest import image_bytes
 from tests.s3_doubles import QUARANTINE, UPLOADS, make_buckets, tags_of, write_policy
 
-LATENCY_S = 0.15
+GATHER_TIMEOUT_S = 10.0
 
 
-class SlowS3:
-    """The real (moto) client with a fixed network latency on every call, like S3 seen from Lambda."""
+class CountingS3:
+    """The real (moto) client, counting calls in flight. With `gather=n`, each call waits (up to
+    GATHER_TIMEOUT_S) until n calls have been in flight at once: overlap is then certain, however slow
+    the threads are to start, and a client that calls one at a time stays at a peak of 1."""
 
-    def __init__(self, real: Any) -> None:
-        self.real = real
+    def __init__(self, real: Any, gather: int = 1) -> None:
+        self.real, self.gather = real, gather
+        self.in_flight = self.peak = self.calls = 0
+        self._changed = threading.Condition()
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self.real, name)
@@ -28,17 +36,24 @@ class SlowS3:
             return attribute
 
         def call(**kwargs: Any) -> Any:
-            time.sleep(LATENCY_S)
-            return attribute(**kwargs)
+            with self._changed:
+                self.in_flight += 1
+                self.calls += 1
+                self.peak = max(self.peak, self.in_flight)
+                self._changed.notify_all()
+                self._changed.wait_for(lambda: self.peak >= self.gather, timeout=GATHER_TIMEOUT_S)
+            try:
+                return attribute(**kwargs)
+            finally:
+                with self._changed:
+                    self.in_flight -= 1
 
         return call
 
 
-def run(s3: Any, mod: Moderator, keys: list[str]) -> tuple[list[Any], float]:
+def run(s3: CountingS3, mod: Moderator, keys: list[str]) -> list[Any]:
     refs = [ObjectRef(UPLOADS, key, None) for key in keys]
-    started = time.perf_counter()
-    results = moderate_objects(refs, client=SlowS3(s3), moderator=mod)
-    return results, time.perf_counter() - started
+    return moderate_objects(refs, client=s3, moderator=mod)
 
 
 def test_object_io_of_one_event_overlaps(s3: Any, tmp_path: Path, make_moderator: Any) -> None:
@@ -50,12 +65,13 @@ def test_object_io_of_one_event_overlaps(s3: Any, tmp_path: Path, make_moderator
     sequential = make_moderator(moderation_policy=policy, quarantine_bucket=QUARANTINE, s3_io_workers=1)
     parallel = make_moderator(moderation_policy=policy, quarantine_bucket=QUARANTINE, s3_io_workers=8)
 
-    serial_results, serial_s = run(s3, sequential, keys[:4])
-    parallel_results, parallel_s = run(s3, parallel, keys[4:])
+    serial_client, parallel_client = CountingS3(s3), CountingS3(s3, gather=4)
+    serial_results = run(serial_client, sequential, keys[:4])
+    parallel_results = run(parallel_client, parallel, keys[4:])
 
-    # 5 calls an object (head, tags, range GET, GET, put tags) x 4 objects x 0.15 s = 3 s when serial
-    assert serial_s > 4 * 5 * LATENCY_S
-    assert parallel_s < serial_s / 2.5
+    assert serial_client.peak == 1, "s3_io_workers=1 makes one call at a time"
+    assert parallel_client.peak == 4, "the four objects' calls are in flight together"
+    assert parallel_client.calls == serial_client.calls, "overlapping changes no call"
     for result in serial_results + parallel_results:
         assert (result.outcome, result.verdict) == (Outcome.judged, "review")
     assert [r.ref.key for r in parallel_results] == keys[4:]

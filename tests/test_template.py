@@ -167,6 +167,7 @@ def direct(transformed: dict[str, dict[str, Json]]) -> dict[str, Json]:
 
 
 # ---------------------------------------------------------------------------------------------- lint
+@pytest.mark.slow
 def test_cfn_lint_reports_no_errors() -> None:
     exe = Path(sys.executable).with_name("cfn-lint")
     cfn_lint = str(exe) if exe.exists() else shutil.which("cfn-lint")
@@ -195,6 +196,7 @@ def test_transform_creates_the_expected_resources(transformed: dict[str, dict[st
         "ModerationFunctionRole": "AWS::IAM::Role",
         "ModerationLogGroup": "AWS::Logs::LogGroup",
         "ModerationApi": "AWS::ApiGateway::RestApi",
+        "ModerationApiStage": "AWS::ApiGateway::Stage",
         "ModerationApiv1Stage": "AWS::ApiGateway::Stage",
         "ModerationApiApiKey": "AWS::ApiGateway::ApiKey",
         "ModerationApiUsagePlan": "AWS::ApiGateway::UsagePlan",
@@ -219,7 +221,10 @@ def test_transform_creates_the_expected_resources(transformed: dict[str, dict[st
     assert expected.items() <= actual.items()
     assert not of_type(resources, "AWS::Serverless::Function"), "the transform left SAM resources behind"
     stages = of_type(resources, "AWS::ApiGateway::Stage")
-    assert [s["Properties"]["StageName"] for s in stages.values()] == ["v1"], "only the v1 stage"
+    assert {name: stage["Properties"]["StageName"] for name, stage in stages.items()} == {
+        "ModerationApiStage": {"Ref": "ApiStageName"},  # the environment's stage
+        "ModerationApiv1Stage": "v1",  # the deprecated one (LegacyV1Paths)
+    }
 
 
 def test_function_is_the_baked_image(
@@ -282,6 +287,7 @@ def test_every_api_method_but_the_console_pages_requires_the_api_key(buffered: d
         ("/classify", "post"),
         ("/v1/{proxy+}", "x-amazon-apigateway-any-method"),
         ("/health", "get"),
+        ("/openapi.json", "get"),
         *console_pages,
     }
     for (path, method), spec in methods.items():
@@ -294,9 +300,7 @@ def test_every_api_method_but_the_console_pages_requires_the_api_key(buffered: d
     plan = resources["ModerationApiUsagePlan"]["Properties"]
     assert plan["Quota"] == {"Limit": 10000, "Period": "DAY"}
     assert plan["Throttle"] == {"RateLimit": 10, "BurstLimit": 20}
-    assert plan["ApiStages"] == [
-        {"ApiId": {"Ref": "ModerationApi"}, "Stage": {"Ref": "ModerationApiv1Stage"}}
-    ]
+    assert plan["ApiStages"] == [{"ApiId": {"Ref": "ModerationApi"}, "Stage": {"Ref": "ModerationApiStage"}}]
     key = resources["ModerationApiUsagePlanKey"]["Properties"]
     assert key["KeyId"] == {"Ref": "ModerationApiApiKey"}
     assert key["UsagePlanId"] == {"Ref": "ModerationApiUsagePlan"}
@@ -313,9 +317,10 @@ def test_api_stage_binary_types_and_throttling(buffered: dict[str, Json]) -> Non
         "application/octet-stream",
     }
     assert api["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
-    (setting,) = resources["ModerationApiv1Stage"]["Properties"]["MethodSettings"]
-    assert (setting["ResourcePath"], setting["HttpMethod"]) == ("/*", "*")
-    assert (int(setting["ThrottlingRateLimit"]), int(setting["ThrottlingBurstLimit"])) == (10, 20)
+    for stage in ("ModerationApiStage", "ModerationApiv1Stage"):
+        (setting,) = resources[stage]["Properties"]["MethodSettings"]
+        assert (setting["ResourcePath"], setting["HttpMethod"]) == ("/*", "*")
+        assert (int(setting["ThrottlingRateLimit"]), int(setting["ThrottlingBurstLimit"])) == (10, 20)
 
 
 def test_classify_with_trailing_slash_may_invoke_the_function(buffered: dict[str, Json]) -> None:
@@ -601,6 +606,9 @@ def test_outputs(buffered: dict[str, Json]) -> None:
         "FunctionName",
     } <= set(outputs)
     assert outputs["ApiUrl"]["Value"] == {
+        "Fn::Sub": "https://${ModerationApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/${ApiStageName}/"
+    }
+    assert outputs["LegacyApiUrl"]["Value"] == {
         "Fn::Sub": "https://${ModerationApi}.execute-api.${AWS::Region}.${AWS::URLSuffix}/v1/"
     }
     # The key's logical id is SAM's (<api>ApiKey); the output must name a resource that exists.
@@ -827,6 +835,37 @@ def test_feedback_bucket_is_optional_and_write_only_under_its_prefix(
     assert statement["Resource"] == {
         "Fn::Sub": "arn:${AWS::Partition}:s3:::${FeedbackBucket}/${FeedbackPrefix}*"
     }
+
+
+# ---------------------------------------------------------------------------------------------- backfill
+def test_backfill_role_invokes_this_function_only_reads_manifests_and_writes_reports(
+    buffered: dict[str, Json],
+) -> None:
+    resources = buffered["Resources"]
+    role = resources["BackfillRole"]["Properties"]
+    (trust,) = role["AssumeRolePolicyDocument"]["Statement"]
+    assert trust["Principal"] == {"Service": "batchoperations.s3.amazonaws.com"}
+    assert trust["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+    (policy,) = role["Policies"]
+    granted = {
+        (action, json.dumps(statement["Resource"], sort_keys=True))
+        for statement in policy["PolicyDocument"]["Statement"]
+        for action in as_list(statement["Action"])
+    }
+    assert granted == {
+        ("lambda:InvokeFunction", json.dumps({"Fn::GetAtt": ["ModerationFunction", "Arn"]})),
+        ("s3:GetObject", json.dumps({"Fn::Sub": "${BackfillBucket.Arn}/manifests/*"})),
+        ("s3:GetObjectVersion", json.dumps({"Fn::Sub": "${BackfillBucket.Arn}/manifests/*"})),
+        ("s3:PutObject", json.dumps({"Fn::Sub": "${BackfillBucket.Arn}/reports/*"})),
+        ("s3:GetBucketLocation", json.dumps({"Fn::GetAtt": ["BackfillBucket", "Arn"]})),
+    }
+    bucket = resources["BackfillBucket"]["Properties"]
+    assert all(bucket["PublicAccessBlockConfiguration"].values())
+    assert "BucketName" not in bucket, "not a name the upload notifications could ever cover"
+    outputs = buffered["Outputs"]
+    assert outputs["BackfillRoleArn"]["Value"] == {"Fn::GetAtt": ["BackfillRole", "Arn"]}
+    assert outputs["BackfillBucketName"]["Value"] == {"Ref": "BackfillBucket"}
+    assert outputs["FunctionArn"]["Value"] == {"Fn::GetAtt": ["ModerationFunction", "Arn"]}
 
 
 # ---------------------------------------------------------------------------------------------- operations

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, File, Form, UploadFile
 
 from handler.api.deps import moderator
 from handler.api.schemas import ClassifyResponse, ClassifyResult, OriginalPayload
+from handler.core.labels import parse_classes
 from handler.core.moderator import Moderator
 from handler.exceptions import InputError
 from handler.inputs.sources import from_url, read_upload
@@ -19,23 +20,6 @@ router = APIRouter(tags=["classify"])
 logger = logging.getLogger(__name__)
 
 CLASSIFIERS = ("clip",)
-MAX_CLASSES = 64
-MAX_CLASS_LENGTH = 200
-
-
-def parse_classes(raw: str) -> list[str]:
-    """Comma-separated, trimmed, empty ones dropped, duplicates removed; at least two remain."""
-    labels = list(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
-    if len(labels) < 2:
-        raise InputError(
-            f"classes must name at least two distinct non-empty classes, comma-separated (got {raw!r})"
-        )
-    if len(labels) > MAX_CLASSES:
-        raise InputError(f"at most {MAX_CLASSES} classes are accepted (got {len(labels)})")
-    too_long = [label for label in labels if len(label) > MAX_CLASS_LENGTH]
-    if too_long:
-        raise InputError(f"each class must be at most {MAX_CLASS_LENGTH} characters")
-    return labels
 
 
 @router.post("/classify/", response_model=ClassifyResponse, summary="Zero-shot classify one image")

@@ -19,12 +19,10 @@ from handler.api.sources import RequestSource
 from handler.api.video_schemas import VideoJSONRequest, VideoModerateResponse
 from handler.api.video_sources import video_chunks
 from handler.core.moderator import Moderator
-from handler.exceptions import InputError
-from handler.inputs.images import sniff_image_format
 from handler.logs import log_decision
 from handler.observability import metrics
-from handler.video.inputs import head_of, spooled, too_large
-from handler.video.judge import media_kind, moderate_video
+from handler.video.inputs import head_of, spooled, too_large, video_kind
+from handler.video.judge import moderate_video
 
 router = APIRouter(tags=["moderate"])
 logger = logging.getLogger(__name__)
@@ -76,22 +74,6 @@ def gateway_time_cap_s(event: object) -> float | None:
         return None
     domain = str(context.get("domainName", ""))
     return None if ".lambda-url." in domain else API_GATEWAY_BUDGET_S
-
-
-def video_kind(head: bytes) -> str:
-    """The sniffed container (or gif/webp), or a 4xx saying what the bytes are instead."""
-    if not head:
-        raise InputError("the video is empty (0 bytes)")
-    kind = media_kind(head)
-    if kind is not None:
-        return kind
-    image = sniff_image_format(head)
-    if image is not None:
-        raise InputError(f"this is a still {image} image, not a video: send it to POST /v1/moderate", 415)
-    raise InputError(
-        "not a video: no MP4, MOV, WebM, Matroska, AVI or MPEG-TS signature (nor an animated GIF or WebP)",
-        status_code=415,
-    )
 
 
 def _judge(

@@ -13,18 +13,16 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import yaml
 
 from handler.core.policy import Category, Policy
 from handler.evaluation import metrics
+from handler.evaluation.modes import Mode, PolicyMode, Scored
+from handler.evaluation.options import EvaluateOptions
 from handler.exceptions import InputError
-
-if TYPE_CHECKING:
-    from handler.evaluation.evaluate import EvaluateOptions, Mode
-    from handler.evaluation.modes import Scored
 
 DEFAULT_RECALL = 0.95
 
@@ -97,8 +95,6 @@ def policy_document(policy: Policy, target: Path, note: str) -> dict[str, Any]:
 def calibrate_to_file(
     mode: Mode, scored: Scored, y_true: list[str], options: EvaluateOptions
 ) -> dict[str, Any]:
-    from handler.evaluation.modes import PolicyMode
-
     assert isinstance(mode, PolicyMode)  # checked before the run
     assert options.write_policy is not None
     target = options.write_policy

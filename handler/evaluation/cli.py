@@ -35,9 +35,10 @@ def parse_map(pairs: list[str]) -> dict[str, str]:
 
 def _evaluate(args: argparse.Namespace) -> int:
     require_tools()
-    from handler.api.classify import parse_classes
+    from handler.core.labels import parse_classes
     from handler.core.moderator import get_moderator
-    from handler.evaluation.evaluate import EvaluateOptions, evaluate
+    from handler.evaluation.evaluate import evaluate
+    from handler.evaluation.options import EvaluateOptions
 
     options = EvaluateOptions(
         dataset=Path(args.dataset) if args.dataset else None,

@@ -8,7 +8,7 @@ import json
 import resource
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -16,37 +16,16 @@ import numpy as np
 
 from handler.core.moderator import Moderator
 from handler.evaluation import metrics
+from handler.evaluation.calibrate import calibrate_to_file, check_target
 from handler.evaluation.datasets import Sample, from_feedback, label_counts, load_dataset
 from handler.evaluation.embed_dataset import EmbeddedSet, embed_samples
 from handler.evaluation.embedding_cache import EmbeddingCache
-from handler.evaluation.modes import HeadMode, PolicyMode, Scored, ZeroShot
+from handler.evaluation.modes import HeadMode, Mode, PolicyMode, Scored, ZeroShot
+from handler.evaluation.options import EvaluateOptions
 from handler.exceptions import InputError
 from handler.feedback import read_feedback
 
 CURVE_POINTS = 200  # points of each curve kept in report.json (the plots use all of them)
-
-
-@dataclass
-class EvaluateOptions:
-    dataset: Path | None
-    out: Path
-    classes: list[str] | None = None
-    policy: str | None = None  # a policy file, or the name of a served policy
-    head: Path | None = None
-    threshold: float | None = None
-    mapping: dict[str, str] = field(default_factory=dict)
-    positive: str | None = None
-    target_recall: float | None = None
-    target_fpr: float | None = None
-    batch_size: int = 16
-    cache_dir: Path | None = None
-    feedback: list[str] = field(default_factory=list)
-    feedback_images: list[Path] = field(default_factory=list)
-    write_policy: Path | None = None
-    progress: bool = True
-
-
-Mode = ZeroShot | HeadMode | PolicyMode
 
 
 def collect_samples(
@@ -148,8 +127,6 @@ def evaluate(mod: Moderator, options: EvaluateOptions) -> dict[str, Any]:
     started = time.perf_counter()
     check_outside(options.out, options.dataset)
     if options.write_policy is not None:
-        from handler.evaluation.calibrate import check_target
-
         if options.policy is None:
             raise InputError("--write-policy needs --policy: calibration writes that policy's thresholds")
         check_target(options.write_policy)
@@ -214,8 +191,6 @@ def evaluate(mod: Moderator, options: EvaluateOptions) -> dict[str, Any]:
         "warnings": warnings,
     }
     if options.write_policy is not None:
-        from handler.evaluation.calibrate import calibrate_to_file
-
         report["calibration"] = calibrate_to_file(mode, scored, y_true, options)
     report["timing"]["total_s"] = round(time.perf_counter() - started, 3)
     write_report(report, options.out)

@@ -1,4 +1,7 @@
-"""Evaluation metrics in plain numpy, defined as scikit-learn defines them (tests compare the two).
+"""Evaluation metrics: scikit-learn's, plus what it lacks (threshold sweep, operating point, per-class FPR).
+
+scikit-learn is imported inside each function: it is a tool dependency (requirements-tools.txt), and this
+module's `UNKNOWN` is imported by code that must load without it.
 
 Classification: the predictions may include `unknown` (below the threshold); it is never a true label, so
 an unknown counts against the recall of the image's true class and against no class's precision.
@@ -26,12 +29,11 @@ def confusion_matrix(
     y_true: Sequence[str], y_pred: Sequence[str], labels: Sequence[str]
 ) -> npt.NDArray[np.int64]:
     """Rows: true label; columns: predicted label, both in `labels` order (pairs outside are not counted)."""
-    index = {label: i for i, label in enumerate(labels)}
-    matrix = np.zeros((len(labels), len(labels)), dtype=np.int64)
-    for truth, prediction in zip(y_true, y_pred, strict=True):
-        if truth in index and prediction in index:
-            matrix[index[truth], index[prediction]] += 1
-    return matrix
+    from sklearn import metrics as skm
+
+    if not len(y_true):
+        return np.zeros((len(labels), len(labels)), dtype=np.int64)
+    return np.asarray(skm.confusion_matrix(list(y_true), list(y_pred), labels=list(labels)), dtype=np.int64)
 
 
 @dataclass(frozen=True)
@@ -51,39 +53,47 @@ def classification_report(
     matrix and the unknown count. Macro and weighted averages run over the labels that occur in `y_true`
     (scikit-learn's `labels=` those labels); `labels` and the predictions may add classes with no true
     instance, which get a row of their own (their precision counts their wrong predictions)."""
+    from sklearn import metrics as skm
+
     true_labels = sorted(set(y_true))
     classes = list(dict.fromkeys([*true_labels, *labels, *sorted(set(y_pred) - {UNKNOWN})]))
     columns = [*classes, UNKNOWN] if UNKNOWN in y_pred and UNKNOWN not in classes else classes
     matrix = confusion_matrix(y_true, y_pred, columns)
     total = len(y_true)
+    truth, predictions = list(y_true), list(y_pred)
+
+    def scores(subset: list[str], average: str | None) -> tuple[Any, Any, Any]:
+        if not total:
+            zero = 0.0 if average else np.zeros(len(subset))
+            return zero, zero, zero
+        p, r, f, _ = skm.precision_recall_fscore_support(
+            truth, predictions, labels=subset, average=average, zero_division=0
+        )
+        return p, r, f
+
+    precision, recall, f1 = scores(classes, None)
     per_class: dict[str, ClassMetrics] = {}
     for i, label in enumerate(classes):
-        tp = int(matrix[i, i])
         predicted = int(matrix[:, i].sum())
         support = int(matrix[i, :].sum())
-        fp, fn = predicted - tp, support - tp
-        negatives = total - support
         per_class[label] = ClassMetrics(
-            precision=_div(tp, tp + fp),
-            recall=_div(tp, tp + fn),
-            f1=_div(2 * tp, 2 * tp + fp + fn),
+            precision=float(precision[i]),
+            recall=float(recall[i]),
+            f1=float(f1[i]),
             support=support,
-            false_positive_rate=_div(fp, negatives),
+            false_positive_rate=_div(predicted - int(matrix[i, i]), total - support),
             predicted=predicted,
         )
-    averaged = [per_class[label] for label in true_labels]
-    supports = np.array([m.support for m in averaged], dtype=np.float64)
-
-    def average(name: str, weights: FloatArray | None) -> float:
-        values = np.array([getattr(m, name) for m in averaged], dtype=np.float64)
-        return float(np.average(values, weights=weights)) if len(values) else 0.0
-
-    correct = sum(1 for t, p in zip(y_true, y_pred, strict=True) if t == p)
+    averaged = {name: scores(true_labels, name) for name in ("macro", "weighted")}
     return {
-        "accuracy": _div(correct, total),
-        "balanced_accuracy": average("recall", None),
-        "macro": {k: average(k, None) for k in ("precision", "recall", "f1")},
-        "weighted": {k: average(k, supports) for k in ("precision", "recall", "f1")},
+        "accuracy": float(skm.accuracy_score(truth, predictions)) if total else 0.0,
+        # scikit-learn's balanced accuracy is the macro recall over the true labels; its own function
+        # warns about the `unknown` predictions, which are expected here.
+        "balanced_accuracy": float(averaged["macro"][1]),
+        **{
+            name: {k: float(v) for k, v in zip(("precision", "recall", "f1"), values, strict=True)}
+            for name, values in averaged.items()
+        },
         "per_class": {label: asdict(m) for label, m in per_class.items()},
         "confusion_matrix": {
             "true": classes,
@@ -96,7 +106,8 @@ def classification_report(
 
 
 def _cumulative(y: npt.ArrayLike, scores: npt.ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """True and false positives at each distinct score taken as the threshold (descending)."""
+    """True and false positives at each distinct score taken as the threshold (descending); the threshold
+    sweep needs these counts, which scikit-learn computes only privately."""
     truth = np.asarray(y, dtype=bool)
     values = np.asarray(scores, dtype=np.float64)
     order = np.argsort(-values, kind="mergesort")
@@ -108,33 +119,35 @@ def _cumulative(y: npt.ArrayLike, scores: npt.ArrayLike) -> tuple[FloatArray, Fl
 
 
 def roc_curve(y: npt.ArrayLike, scores: npt.ArrayLike) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """(fpr, tpr, thresholds) as `sklearn.metrics.roc_curve(..., drop_intermediate=False)`."""
-    fps, tps, thresholds = _cumulative(y, scores)
-    fps, tps = np.r_[0.0, fps], np.r_[0.0, tps]
-    fpr = fps / fps[-1] if fps[-1] > 0 else np.full_like(fps, np.nan)
-    tpr = tps / tps[-1] if tps[-1] > 0 else np.full_like(tps, np.nan)
-    return fpr, tpr, np.r_[np.inf, thresholds]
+    """(fpr, tpr, thresholds): `sklearn.metrics.roc_curve(..., drop_intermediate=False)`."""
+    from sklearn import metrics as skm
+
+    fpr, tpr, thresholds = skm.roc_curve(y, scores, drop_intermediate=False)
+    return np.asarray(fpr), np.asarray(tpr), np.asarray(thresholds)
 
 
 def precision_recall_curve(
     y: npt.ArrayLike, scores: npt.ArrayLike
 ) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """(precision, recall, thresholds) as `sklearn.metrics.precision_recall_curve`."""
-    fps, tps, thresholds = _cumulative(y, scores)
-    precision = tps / (tps + fps)
-    recall = tps / tps[-1] if tps[-1] > 0 else np.ones_like(tps)
-    return np.r_[precision[::-1], 1.0], np.r_[recall[::-1], 0.0], thresholds[::-1]
+    """(precision, recall, thresholds): `sklearn.metrics.precision_recall_curve`."""
+    from sklearn import metrics as skm
+
+    precision, recall, thresholds = skm.precision_recall_curve(y, scores)
+    return np.asarray(precision), np.asarray(recall), np.asarray(thresholds)
 
 
 def auc(x: FloatArray, y: FloatArray) -> float:
-    """Area under a curve by the trapezoidal rule (x monotonic)."""
-    return float(abs(np.trapezoid(y, x)))
+    """Area under a curve by the trapezoidal rule (`sklearn.metrics.auc`; x monotonic)."""
+    from sklearn import metrics as skm
+
+    return float(skm.auc(x, y))
 
 
 def average_precision(y: npt.ArrayLike, scores: npt.ArrayLike) -> float:
-    """`sklearn.metrics.average_precision_score`: sum over thresholds of (R_n - R_n-1) * P_n."""
-    precision, recall, _ = precision_recall_curve(y, scores)
-    return float(-np.sum(np.diff(recall) * precision[:-1]))
+    """`sklearn.metrics.average_precision_score`."""
+    from sklearn import metrics as skm
+
+    return float(skm.average_precision_score(y, scores))
 
 
 @dataclass(frozen=True)
@@ -190,10 +203,11 @@ def pick_threshold(
 
 
 def regression_report(y_true: npt.ArrayLike, y_pred: npt.ArrayLike) -> dict[str, float]:
-    """R2, MSE and MAE as `sklearn.metrics.r2_score`, `mean_squared_error`, `mean_absolute_error`."""
-    truth = np.asarray(y_true, dtype=np.float64)
-    error = truth - np.asarray(y_pred, dtype=np.float64)
-    total = float(np.sum((truth - truth.mean()) ** 2))
-    residual = float(np.sum(error**2))
-    r2 = 1.0 - residual / total if total else (1.0 if residual == 0 else 0.0)
-    return {"r2": r2, "mse": float(np.mean(error**2)), "mae": float(np.mean(np.abs(error)))}
+    """R2, MSE and MAE: `sklearn.metrics.r2_score`, `mean_squared_error`, `mean_absolute_error`."""
+    from sklearn import metrics as skm
+
+    return {
+        "r2": float(skm.r2_score(y_true, y_pred)),
+        "mse": float(skm.mean_squared_error(y_true, y_pred)),
+        "mae": float(skm.mean_absolute_error(y_true, y_pred)),
+    }

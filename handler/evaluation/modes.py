@@ -124,3 +124,6 @@ class PolicyMode:
         mapped = [p if p == UNKNOWN else mapping.get(p, p) for p in predicted]
         flagged = list(dict.fromkeys(mapping.get(n, n) for n in names if n not in safe))
         return Scored(classes, grouped, mapped, names, raw, flagged)
+
+
+Mode = ZeroShot | HeadMode | PolicyMode

@@ -16,6 +16,7 @@ import httpcore
 import httpx
 
 from handler.exceptions import FetchRefused, PayloadTooLarge
+from handler.inputs.backend_transport import BackendTransport
 from handler.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -250,8 +251,7 @@ def fetch_url(
     backend = _PinnedBackend(deadline)
     timeout = httpx.Timeout(settings.fetch_read_timeout_s, connect=settings.fetch_connect_timeout_s)
     current = _parse(url, settings)
-    transport = httpx.HTTPTransport(verify=_ssl_context(), trust_env=False)
-    transport._pool = httpcore.ConnectionPool(ssl_context=_ssl_context(), network_backend=backend)
+    transport = BackendTransport(backend, _ssl_context())
     with httpx.Client(transport=transport, timeout=timeout, trust_env=False, headers=_HEADERS) as client:
         for hop in range(hops + 1):
             where = f"{current}" + (f" (redirected from {url})" if hop else "")

@@ -5,13 +5,13 @@ carries it as `request_id`."""
 from __future__ import annotations
 
 import uuid
-from contextvars import ContextVar
 from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from handler import logs
+
 HEADER = "x-request-id"
-current: ContextVar[str | None] = ContextVar("request_id", default=None)  # read by handler.logs
 
 
 def request_id_of(scope: Scope) -> str:
@@ -33,7 +33,7 @@ class RequestIdMiddleware:
             await self.app(scope, receive, send)
             return
         request_id = request_id_of(scope)
-        token = current.set(request_id)  # worker threads (run_in_threadpool) copy the context
+        token = logs.request_id.set(request_id)  # worker threads (run_in_threadpool) copy the context
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -44,4 +44,4 @@ class RequestIdMiddleware:
         try:
             await self.app(scope, receive, send_with_id)
         finally:
-            current.reset(token)
+            logs.request_id.reset(token)

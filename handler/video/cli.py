@@ -10,12 +10,11 @@ from typing import Any
 
 
 def _video(args: argparse.Namespace) -> int:
-    from handler.api.moderate_video import video_kind
-    from handler.api.video_schemas import VideoModerateResponse
     from handler.core.moderator import get_moderator
     from handler.exceptions import InputError
-    from handler.video.inputs import head_of
+    from handler.video.inputs import head_of, video_kind
     from handler.video.judge import moderate_video
+    from handler.video.response import VideoModerateResponse
 
     mod = get_moderator()
     policy = mod.policy(args.policy)

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import BinaryIO
 
 from handler.exceptions import InputError, PayloadTooLarge
+from handler.inputs.images import sniff_image_format
 from handler.video.formats import VIDEO_SNIFF_BYTES
+from handler.video.judge import media_kind
 
 CHUNK_BYTES = 1024 * 1024
 
@@ -77,3 +79,19 @@ def remove_stale_spools() -> int:
         path.unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+def video_kind(head: bytes) -> str:
+    """The sniffed container (or gif/webp), or a 4xx saying what the bytes are instead."""
+    if not head:
+        raise InputError("the video is empty (0 bytes)")
+    kind = media_kind(head)
+    if kind is not None:
+        return kind
+    image = sniff_image_format(head)
+    if image is not None:
+        raise InputError(f"this is a still {image} image, not a video: send it to POST /v1/moderate", 415)
+    raise InputError(
+        "not a video: no MP4, MOV, WebM, Matroska, AVI or MPEG-TS signature (nor an animated GIF or WebP)",
+        status_code=415,
+    )
