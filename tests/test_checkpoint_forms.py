@@ -7,6 +7,7 @@ refused without running it.
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -142,8 +143,6 @@ def test_a_pickle_that_carries_code_is_refused_without_running_it(
 def test_a_shard_index_cannot_name_files_outside_the_checkpoint(
     forms: dict[str, Path], tmp_path: Path
 ) -> None:
-    import json
-
     outside = tmp_path / "outside.safetensors"
     sharded = tmp_path / "sharded"
     shutil.copytree(forms["sharded-safetensors-slow"], sharded)

@@ -19,6 +19,7 @@ from typing import Any
 import numpy as np
 
 from handler.core.checkpoint import SIDE_FILES, download, has_tokenizer, require_weights
+from handler.core.cpu import available_cpus
 from handler.core.fingerprint import compute_fingerprint, write_fingerprint
 from handler.core.model import TEXT_LENGTH, ClipEncoder, Precision, load_encoder
 from handler.core.onnx_runtime import (
@@ -125,7 +126,9 @@ def bake(
     manifest["parity_fp32"] = check_fp32_parity(reference, exported)
 
     int8 = dataclasses.replace(
-        exported, image_tower=load_image_tower(out, int8=True, threads=1), precision=Precision.int8
+        exported,
+        image_tower=load_image_tower(out, int8=True, threads=available_cpus()),
+        precision=Precision.int8,
     )
     policy = default_policy()
     prompts = [tuple(c.prompts) for c in policy.categories]
