@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from handler.decisions import cost as table
+
 # AWS Lambda on-demand prices, us-east-1, x86_64, as published on 2025-01-01 (unchanged through 2026).
 PRICE_DATE = "2025-01-01"
 PRICE_PER_GB_SECOND = 0.0000166667
@@ -63,6 +65,10 @@ def goals(r: dict[str, Any]) -> list[str]:
     return rows
 
 
+def _s3_path_cost(r: dict[str, Any]) -> float:
+    return cost_per_million(1000 / r["sqs_images_per_s"]["onnx-auto"], r["batch"])
+
+
 def _speedup(phase: dict[str, Any]) -> float:
     single = phase["single_ms"]
     return float(single["thesis"] / single["onnx-auto"])
@@ -90,7 +96,11 @@ def format_table(r: dict[str, Any]) -> str:
         f"bf16/AMX off: {json.dumps(r['lambda_cpu']['env'])}; ONNX Runtime's CPU provider uses no bf16.",
         "1-minute load average before/after each phase (this machine's other users): "
         f"native {r['native']['load_average_1min']}, bf16/AMX off {r['lambda_cpu']['load_average_1min']}",
-        f"S3/SQS path (moto, in process), images/s: {r['sqs_images_per_s']['onnx-auto']:.1f}",
+        f"S3/SQS path (moto, in process), images/s: {r['sqs_images_per_s']['onnx-auto']:.1f}; "
+        f"USD per million S3 images: {_s3_path_cost(r):.2f} (Lambda, batches of {r['batch']}) + "
+        f"{table.usd_per_million_objects(table.typical_record()):.2f} (decision table: "
+        f"{table.item_bytes(table.typical_record())}-byte items, DynamoDB on demand, prices of "
+        f"{table.PRICE_DATE})",
         f"Installed sizes, MiB: {json.dumps(sizes)}",
         f"Baked model files, MiB: {json.dumps(model_files)}",
         f"Costs: Lambda x86_64 at {LAMBDA_MEMORY_MB} MB, prices of {PRICE_DATE}, from the measured ms.",
