@@ -61,16 +61,27 @@ def _random_checkpoint(args: argparse.Namespace) -> int:
 
 def _bake(args: argparse.Namespace) -> int:
     from handler.tools.bake import bake
+    from handler.tools.int8_gate import Gate
 
-    summary = bake(Path(args.out), args.model_id, Path(args.from_dir) if args.from_dir else None)
+    bounds = {"min_cosine": args.int8_min_cosine, "min_verdict_agreement": args.int8_min_verdict_agreement}
+    summary = bake(
+        Path(args.out),
+        args.model_id,
+        Path(args.from_dir) if args.from_dir else None,
+        gate=Gate(**{k: v for k, v in bounds.items() if v is not None}),
+        check_images=Path(args.check_images) if args.check_images else None,
+    )
     print(json.dumps(summary, indent=2))
     return 0
 
 
 def _bench(args: argparse.Namespace) -> int:
-    from handler.tools.bench import format_table, run
+    from handler.tools.bench import format_table, run, run_lambda_cpu_phase
 
     model_dir = Path(args.model_dir) if args.model_dir else None
+    if args.phase == "lambda-cpu":  # the child process bench starts itself, with bf16/AMX capped
+        run_lambda_cpu_phase(Path(args.work), model_dir, args.requests, args.batch)
+        return 0
     results = run(Path(args.work), model_dir, args.requests, args.batch, args.cold_runs)
     Path(args.work, "bench.json").write_text(json.dumps(results, indent=2))
     print(format_table(results))
@@ -87,7 +98,12 @@ def _compare_precision(args: argparse.Namespace) -> int:
     settings = get_settings()
     reference, fast = load_pair(settings.model_dir, Precision(args.precision))
     if fast.precision is not Precision(args.precision):
-        print(f"error: this CPU cannot run {args.precision}; the service would use fp32", file=sys.stderr)
+        where = (
+            "a baked model directory whose int8 passed its gate"
+            if args.precision == "int8"
+            else ("a raw checkpoint (the transformers runtime) on a CPU with AVX512-BF16 or AMX")
+        )
+        print(f"error: {args.precision} needs {where}; the service would use fp32 here", file=sys.stderr)
         return 2
     from handler.core.policy import PolicySet
 
@@ -124,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     bake.add_argument("--model-id", default=get_settings().model_id, help="checkpoint to download")
     bake.add_argument("--out", required=True, help="output directory (new or empty), e.g. /opt/model")
     bake.add_argument("--from-dir", default=None, help="copy a local checkpoint instead of downloading")
+    bake.add_argument(
+        "--check-images", default=None, help="photographs for the int8 check (default: scikit-image's)"
+    )
+    bake.add_argument("--int8-min-cosine", type=float, help="int8 gate: lowest image cosine (0.97)")
+    bake.add_argument(
+        "--int8-min-verdict-agreement", type=float, help="int8 gate: share of verdicts as fp32's (0.95)"
+    )
     bake.set_defaults(func=_bake)
 
     bench = sub.add_parser("bench", help="benchmark the thesis path against the service (full-size model)")
@@ -132,11 +155,14 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--requests", type=int, default=30, help="single-image requests per path")
     bench.add_argument("--batch", type=int, default=32, help="images per batch request")
     bench.add_argument("--cold-runs", type=int, default=3, help="cold starts per side")
+    bench.add_argument("--phase", choices=("all", "lambda-cpu"), default="all", help=argparse.SUPPRESS)
     bench.set_defaults(func=_bench)
 
     parity = sub.add_parser("compare-precision", help="fast path vs fp32 on your images and weights")
     parity.add_argument("images", nargs="+", help="image files (your own, representative)")
-    parity.add_argument("--precision", choices=("bf16",), default="bf16", help="the fast path to check")
+    parity.add_argument(
+        "--precision", choices=("int8", "bf16"), default="int8", help="the fast path to check against fp32"
+    )
     parity.add_argument("--classes", default="nsfw, sfw", help="labels for the top-1 agreement")
     parity.set_defaults(func=_compare_precision)
 

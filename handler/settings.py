@@ -7,7 +7,7 @@ from ipaddress import IPv4Network, IPv6Network, ip_network
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import Field, ValidationInfo, field_validator
+from pydantic import AliasChoices, Field, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 MiB = 1024 * 1024
@@ -26,13 +26,21 @@ class Settings(BaseSettings):
         default="openai/clip-vit-base-patch32",
         description="Checkpoint to bake, or to download into the Hugging Face cache when MODEL_DIR is unset.",
     )
-    model_runtime: Literal["auto", "transformers", "torchscript"] = Field(
-        default="auto", description="auto = the baked TorchScript towers when present, else transformers."
+    model_runtime: Literal["auto", "onnx", "transformers"] = Field(
+        default="auto",
+        description="auto = ONNX Runtime on a baked model directory, else transformers (a raw checkpoint).",
     )
-    inference_precision: Literal["fp32", "bf16"] = Field(
-        default="fp32", description="Image-tower precision; bf16 falls back to fp32 on CPUs without it."
+    inference_precision: Literal["auto", "fp32", "int8", "bf16"] = Field(
+        default="auto",
+        description="Image-tower precision. auto = int8 when the bake's int8 gate passed, else fp32; "
+        "int8 needs a baked directory, bf16 the transformers runtime and a CPU with native bf16.",
     )
-    torch_threads: int = Field(default=0, ge=0, description="torch intra-op threads; 0 = one per core.")
+    inference_threads: int = Field(
+        default=0,
+        ge=0,
+        validation_alias=AliasChoices("inference_threads", "torch_threads"),
+        description="Intra-op threads of the forward pass; 0 = the CPUs this process may use (cgroup quota).",
+    )
     text_cache_size: int = Field(
         default=256, ge=1, description="Label sets kept in the text-embedding cache."
     )

@@ -52,7 +52,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="session")
 def baked(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny checkpoint after `python -m handler bake`'s code: TorchScript towers, text embeddings."""
+    """The tiny checkpoint after `python -m handler bake`'s code: ONNX towers, text embeddings."""
     from handler.tools.bake import bake
 
     out = tmp_path_factory.mktemp("baked") / "model"

@@ -1,4 +1,4 @@
-"""The bake step: a model directory that loads offline with torch alone and answers like transformers."""
+"""The bake step: ONNX towers that load with onnxruntime alone and answer like transformers; the int8 gate."""
 
 from __future__ import annotations
 
@@ -8,47 +8,71 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
 
-from handler.core.model import load_encoder
+from handler.core.model import Precision, Runtime, load_encoder
 from handler.core.moderator import build_moderator
+from handler.core.onnx_runtime import read_manifest
 from handler.core.policy import default_policy
 from handler.core.text_embeddings import load_text_embeddings
 from handler.exceptions import ConfigurationError
 from handler.settings import Settings
 from handler.tools.bake import bake
+from handler.tools.int8_gate import Gate
 
 ROOT = Path(__file__).parents[1]
 
 
-def test_bake_keeps_only_inference_files(baked: Path) -> None:
+def test_bake_writes_onnx_towers_and_no_torch_weights(baked: Path) -> None:
     files = sorted(str(p.relative_to(baked)) for p in baked.rglob("*") if p.is_file())
-    assert "model.safetensors" in files
-    assert not any(name.endswith((".bin", ".h5", ".msgpack", ".onnx")) for name in files)
-    assert {"torchscript/image_tower.pt", "torchscript/text_tower.pt", "text_embeddings.safetensors"} <= set(
-        files
-    )
+    assert {
+        "onnx/image_fp32.onnx",
+        "onnx/image_int8.onnx",
+        "onnx/text_fp32.onnx",
+        "onnx/manifest.json",
+        "text_embeddings.safetensors",
+        "backbone_fingerprint.json",
+    } <= set(files)
+    assert not any(name.endswith((".bin", ".pt", ".h5", ".msgpack")) for name in files)
+    assert "model.safetensors" not in files, "the ONNX files hold the weights; the image ships them once"
     assert (baked / "MODEL_ID").read_text().strip() == "test/tiny-clip"
 
 
-def test_bake_converts_pytorch_bin_weights_to_safetensors(tiny_model_dir: Path, tmp_path: Path) -> None:
-    from transformers import CLIPModel
+def test_manifest_records_fp32_parity_and_the_int8_gate_on_photographs(baked: Path) -> None:
+    manifest = read_manifest(baked)
+    assert manifest["parity_fp32"]["image_max_abs_diff"] <= 1e-4
+    assert manifest["parity_fp32"]["text_max_abs_diff"] <= 1e-4
+    int8 = manifest["int8"]
+    assert int8["passed"] is True
+    assert int8["images"] >= 48, "scikit-image's photographs, mirrored and cropped"
+    assert "scikit-image" in int8["source"]
+    assert int8["cosine_min"] >= int8["gate"]["min_cosine"]
+    assert 0.0 <= int8["verdict_agreement"] <= 1.0
 
-    source = tmp_path / "bin-checkpoint"
-    CLIPModel.from_pretrained(tiny_model_dir).save_pretrained(source, safe_serialization=False)
-    for name in (
-        "preprocessor_config.json",
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-    ):
-        (source / name).write_bytes((tiny_model_dir / name).read_bytes())
-    assert (source / "pytorch_model.bin").is_file()
-    out = tmp_path / "out"
-    bake(out, "test/bin", from_dir=source)
-    assert (out / "model.safetensors").is_file()
-    assert not (out / "pytorch_model.bin").exists()
+
+def test_baked_directory_serves_int8_by_default_and_fp32_on_request(baked: Path) -> None:
+    auto = load_encoder(Settings(model_dir=baked))
+    assert (auto.runtime, auto.precision) == (Runtime.onnx, Precision.int8)
+    fp32 = load_encoder(Settings(model_dir=baked, inference_precision="fp32"))
+    assert fp32.precision is Precision.fp32
+    pixels = np.random.default_rng(3).standard_normal((4, 3, 64, 64)).astype(np.float32)
+    cosine = (auto.encode_pixels(pixels) * fp32.encode_pixels(pixels)).sum(-1)
+    assert float(cosine.min()) > 0.97
+
+
+def test_int8_that_misses_its_gate_is_left_out_and_auto_serves_fp32(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "strict"
+    summary = bake(out, "test/strict", from_dir=tiny_model_dir, gate=Gate(min_cosine=1.01))
+    assert summary["int8_used_by_auto"] is False
+    assert "missed its gate" in summary["note"]
+    assert not (out / "onnx" / "image_int8.onnx").exists()
+    assert read_manifest(out)["int8"]["passed"] is False
+    assert read_manifest(out)["int8"]["cosine_min"] > 0.9, "the figures are kept"
+    assert load_encoder(Settings(model_dir=out)).precision is Precision.fp32
+    assert load_encoder(Settings(model_dir=out, inference_precision="int8")).precision is Precision.fp32
 
 
 def test_bake_refuses_a_non_checkpoint_and_a_non_empty_target(tmp_path: Path, baked: Path) -> None:
@@ -72,24 +96,24 @@ def test_policy_and_default_class_embeddings_are_precomputed(baked: Path) -> Non
     assert moderator.encoder.text_calls == 0  # nor did the default requests
 
 
-def test_exported_towers_match_transformers(baked: Path) -> None:
-    exported = load_encoder(Settings(model_dir=baked, model_runtime="torchscript"))
-    reference = load_encoder(Settings(model_dir=baked, model_runtime="transformers"))
-    pixels = torch.randn(
-        5, 3, exported.preprocess.crop_height, exported.preprocess.crop_width
-    )  # batch 5 != traced 2
-    torch.testing.assert_close(
-        exported.encode_pixels(pixels), reference.encode_pixels(pixels), atol=1e-5, rtol=0
-    )
+def test_exported_fp32_towers_match_transformers(baked: Path, tiny_model_dir: Path) -> None:
+    exported = load_encoder(Settings(model_dir=baked, inference_precision="fp32"))
+    reference = load_encoder(Settings(model_dir=tiny_model_dir, model_runtime="transformers"))
+    pixels = np.random.default_rng(0).standard_normal((5, 3, 64, 64)).astype(np.float32)  # batch 5 != 2
+    np.testing.assert_allclose(exported.encode_pixels(pixels), reference.encode_pixels(pixels), atol=1e-5)
     texts = ["a photo", "a much longer description of a photo of a dog on a beach", "x"]
-    torch.testing.assert_close(exported.encode_texts(texts), reference.encode_texts(texts), atol=1e-5, rtol=0)
+    np.testing.assert_allclose(exported.encode_texts(texts), reference.encode_texts(texts), atol=1e-5)
     assert exported.logit_scale == pytest.approx(reference.logit_scale)
 
 
 @pytest.mark.slow
-def test_baked_model_serves_with_the_network_disabled_and_without_transformers(baked: Path) -> None:
+def test_baked_model_serves_offline_with_torch_transformers_and_the_build_tools_unimportable(
+    baked: Path,
+) -> None:
     script = """
 import socket, sys, json
+for blocked in ("torch", "transformers", "onnx", "onnxscript", "skimage", "sklearn"):
+    sys.modules[blocked] = None  # importing any of them now raises: the Lambda image has none
 def refuse(*a, **k):
     raise OSError("network disabled in this test")
 socket.socket.connect = refuse
@@ -99,8 +123,10 @@ from handler.app import app
 with TestClient(app) as client:
     r = client.post("/classify/", files={"image": ("a.png", open(sys.argv[1], "rb").read())})
     m = client.post("/v1/moderate", files={"image": ("a.png", open(sys.argv[1], "rb").read())})
-loaded = "transformers" in sys.modules
-print(json.dumps({"classify": r.status_code, "moderate": m.status_code, "transformers": loaded}))
+    image = open(sys.argv[1], "rb").read()
+    n = client.post("/classify/", data={"classes": "a cat, a dog"}, files={"image": ("a.png", image)})
+import handler.main
+print(json.dumps({"classify": r.status_code, "moderate": m.status_code, "new_labels": n.status_code}))
 """
     from tests.conftest import image_bytes
 
@@ -119,31 +145,17 @@ print(json.dumps({"classify": r.status_code, "moderate": m.status_code, "transfo
     assert json.loads(result.stdout.strip().splitlines()[-1]) == {
         "classify": 200,
         "moderate": 200,
-        "transformers": False,
+        "new_labels": 200,
     }
 
 
 @pytest.mark.slow
 def test_bake_command_line(tiny_model_dir: Path, tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "handler",
-            "bake",
-            "--from-dir",
-            str(tiny_model_dir),
-            "--out",
-            str(tmp_path / "m"),
-            "--model-id",
-            "x/y",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-    )
+    command = [sys.executable, "-m", "handler", "bake", "--from-dir", str(tiny_model_dir)]
+    command += ["--out", str(tmp_path / "m"), "--model-id", "x/y", "--int8-min-cosine", "0.5"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout)
-    assert summary["parity"]["image_max_abs_diff"] <= 1e-4
+    assert summary["parity_fp32"]["image_max_abs_diff"] <= 1e-4
+    assert summary["int8"]["gate"]["min_cosine"] == 0.5
     assert summary["text_embedding_groups"] == 2

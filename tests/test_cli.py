@@ -108,7 +108,10 @@ def test_evaluation_tools_say_how_to_install_their_libraries(monkeypatch: pytest
 
 
 def test_runtime_requirements_leave_out_the_evaluation_tools() -> None:
-    runtime = (ROOT / "requirements.txt").read_text().lower()
-    assert "scikit-learn" not in runtime
-    assert "matplotlib" not in runtime
-    assert "-r requirements.txt" in (ROOT / "requirements-tools.txt").read_text()
+    for name in ("requirements-runtime.txt", "requirements.txt", "requirements-build.txt"):
+        serving = (ROOT / name).read_text().lower()
+        assert "scikit-learn" not in serving
+        assert "matplotlib" not in serving
+    assert "-r requirements-build.txt" in (ROOT / "requirements-tools.txt").read_text()
+    assert "-r requirements.txt" in (ROOT / "requirements-build.txt").read_text()
+    assert "-r requirements-runtime.txt" in (ROOT / "requirements.txt").read_text()

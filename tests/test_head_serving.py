@@ -7,8 +7,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
-import torch
 import yaml
 from fastapi.testclient import TestClient
 from PIL import Image
@@ -92,7 +92,7 @@ def count_forward_passes(mod: Moderator, monkeypatch: pytest.MonkeyPatch) -> lis
     calls: list[int] = []
     real = mod.encoder.encode_pixels
 
-    def counting(pixels: torch.Tensor) -> torch.Tensor:
+    def counting(pixels: np.ndarray) -> np.ndarray:
         calls.append(pixels.shape[0])
         return real(pixels)
 
@@ -213,7 +213,7 @@ def test_s3_flow_tags_the_score_after_the_verdict_tags(s3: Any, served: Moderato
 @pytest.mark.slow
 def test_the_serving_path_never_imports_the_evaluation_tooling() -> None:
     """scikit-learn and matplotlib serve evaluate/train-head only: the app and the S3 flow load neither.
-    (transformers imports scikit-learn when installed; the Lambda runs the baked TorchScript towers.)"""
+    (transformers imports scikit-learn when installed; the Lambda runs the baked ONNX towers.)"""
     import subprocess
     import sys
 

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from safetensors.torch import load_file, save_file
 from sklearn.linear_model import LogisticRegression, RidgeCV
 from sklearn.neural_network import MLPRegressor
@@ -59,7 +58,7 @@ def test_classifier_head_separates_solid_from_stripes(
     calls = 0
     real_embed = moderator.embed
 
-    def counting(images: object) -> torch.Tensor:
+    def counting(images: object) -> np.ndarray:
         nonlocal calls
         calls += 1
         return real_embed(images)  # type: ignore[arg-type]
@@ -98,7 +97,8 @@ def test_regressor_head_learns_a_score(
     assert cv["mae"] < 1.0
     head = load_head(out)
     assert (head.kind, head.name, head.meta.score_range) == (HeadKind.regressor, "aesthetics", (0.0, 10.0))
-    far = torch.nn.functional.normalize(torch.randn(4, 16) * 100, dim=-1)
+    far = np.random.default_rng(0).normal(size=(4, 16)) * 100
+    far = (far / np.linalg.norm(far, axis=-1, keepdims=True)).astype(np.float32)
     predicted = head.predict(far)
     assert predicted.shape == (4,)
     assert bool(((predicted >= 0) & (predicted <= 10)).all()), "clamped to the score range"
@@ -116,11 +116,8 @@ def test_classifier_tensors_reproduce_sklearn(classes: int) -> None:
 
     reference = make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)).fit(x, labels)
     head = Head(meta=_meta(HeadKind.classifier, 8, names, 1), tensors=tensors)
-    torch.testing.assert_close(
-        head.predict(torch.tensor(x, dtype=torch.float32)).double(),
-        torch.tensor(reference.predict_proba(x)),
-        atol=1e-5,
-        rtol=1e-4,
+    np.testing.assert_allclose(
+        head.predict(x.astype(np.float32)), reference.predict_proba(x), atol=1e-5, rtol=1e-4
     )
 
 
@@ -143,9 +140,9 @@ def test_regressor_tensors_reproduce_sklearn(model: str) -> None:
         estimator = RidgeCV(alphas=np.logspace(-3, 3, 13))
     reference = make_pipeline(StandardScaler(), estimator).fit(x, y)
     head = Head(meta=_meta(HeadKind.regressor, 6, [], layers), tensors=tensors)
-    torch.testing.assert_close(
-        head.predict(torch.tensor(x, dtype=torch.float32)).double(),
-        torch.tensor(reference.predict(x)),
+    np.testing.assert_allclose(
+        head.predict(x.astype(np.float32)),
+        reference.predict(x),
         atol=1e-3,
         rtol=1e-4,
     )
@@ -180,10 +177,10 @@ def probe_head(moderator: Moderator, tmp_path: Path) -> Path:
         ),
     )
     tensors = {
-        "input.mean": torch.zeros(16),
-        "input.scale": torch.ones(16),
-        "layers.0.weight": torch.randn(2, 16),
-        "layers.0.bias": torch.zeros(2),
+        "input.mean": np.zeros(16, dtype=np.float32),
+        "input.scale": np.ones(16, dtype=np.float32),
+        "layers.0.weight": np.random.default_rng(0).normal(size=(2, 16)).astype(np.float32),
+        "layers.0.bias": np.zeros(2, dtype=np.float32),
     }
     return Head(meta=meta, tensors=tensors).save(tmp_path / "probe.safetensors")
 
@@ -196,7 +193,7 @@ def test_a_head_from_another_backbone_is_refused(
     weights = load_file(str(other_dir / "model.safetensors"))
     weights["visual_projection.weight"] = weights["visual_projection.weight"] + 0.01
     save_file(weights, str(other_dir / "model.safetensors"), metadata={"format": "pt"})
-    other = compute_fingerprint(other_dir / "model.safetensors")
+    other = compute_fingerprint(other_dir)
     assert other != moderator.backbone_fingerprint
 
     with pytest.raises(ConfigurationError) as refused:
@@ -224,12 +221,12 @@ def test_a_head_from_another_backbone_is_refused(
 def test_fingerprint_covers_the_image_tower_only_and_is_cached(moderator: Moderator, tmp_path: Path) -> None:
     model_dir = tmp_path / "copy"
     shutil.copytree(moderator.encoder.model_dir, model_dir)
-    assert compute_fingerprint(model_dir / "model.safetensors") == moderator.backbone_fingerprint
+    assert compute_fingerprint(model_dir) == moderator.backbone_fingerprint
     weights = load_file(str(model_dir / "model.safetensors"))
     text_key = next(k for k in weights if k.startswith("text_model."))
     weights[text_key] = weights[text_key] + 1
     save_file(weights, str(model_dir / "model.safetensors"), metadata={"format": "pt"})
-    assert compute_fingerprint(model_dir / "model.safetensors") == moderator.backbone_fingerprint
+    assert compute_fingerprint(model_dir) == moderator.backbone_fingerprint
 
     assert backbone_fingerprint(model_dir) == moderator.backbone_fingerprint
     record = json.loads((model_dir / FINGERPRINT_FILE).read_text())

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
 
 from handler.core.policy import Action, PolicySet, default_policy, load_policy_file
 from handler.core.scoring import judge
@@ -111,17 +111,18 @@ def test_verdict_is_most_severe_flagged_action_and_safe_is_never_flagged() -> No
             ],
         }
     )
-    assert judge(policy, torch.tensor([0.3, 0.2, 0.5])).verdict is Action.quarantine  # at threshold flags
-    assert judge(policy, torch.tensor([0.29, 0.2, 0.51])).verdict is Action.review
-    decision = judge(policy, torch.tensor([0.1, 0.1, 0.8]))
+    assert judge(policy, np.array([0.3, 0.2, 0.5])).verdict is Action.quarantine  # at threshold flags
+    assert judge(policy, np.array([0.29, 0.2, 0.51])).verdict is Action.review
+    decision = judge(policy, np.array([0.1, 0.1, 0.8]))
     assert (decision.verdict, decision.flagged, decision.top) == (Action.allow, [], "s")
 
 
 def test_prompt_ensemble_is_the_normalised_mean_of_normalised_prompts() -> None:
-    vectors = {"a": torch.tensor([1.0, 0.0]), "b": torch.tensor([0.0, 1.0]), "c": torch.tensor([1.0, 1.0])}
+    vectors = {"a": np.array([1.0, 0.0]), "b": np.array([0.0, 1.0]), "c": np.array([1.0, 1.0])}
 
     def encode(texts):  # type: ignore[no-untyped-def]
-        return torch.nn.functional.normalize(torch.stack([vectors[t] for t in texts]), dim=-1)
+        stacked = np.stack([vectors[t] for t in texts])
+        return stacked / np.linalg.norm(stacked, axis=-1, keepdims=True)
 
     from handler.core.policy import Policy
 
@@ -129,5 +130,5 @@ def test_prompt_ensemble_is_the_normalised_mean_of_normalised_prompts() -> None:
         {"name": "e", "categories": [{"name": "x", "prompts": ["a", "b"]}, {"name": "y", "prompts": ["c"]}]}
     )
     matrix = TextEmbeddingCache(encode).policy(policy)
-    torch.testing.assert_close(matrix[0], torch.tensor([2**-0.5, 2**-0.5]))
-    torch.testing.assert_close(matrix.norm(dim=-1), torch.ones(2))
+    np.testing.assert_allclose(matrix[0], [2**-0.5, 2**-0.5], rtol=1e-6)
+    np.testing.assert_allclose(np.linalg.norm(matrix, axis=-1), [1.0, 1.0], rtol=1e-6)

@@ -1,4 +1,5 @@
-"""The bf16 fast path: parity with fp32, a clean fallback where the CPU cannot run it, the compare command."""
+"""Precision choices: auto/int8/fp32 on a baked directory, bf16 on a raw checkpoint, clean fallbacks,
+and the compare-precision command on the caller's own images."""
 
 from __future__ import annotations
 
@@ -9,15 +10,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from handler.core import model as model_module
-from handler.core.model import Precision, load_encoder
+from handler.core.model import Precision, Runtime, load_encoder
 from handler.core.policy import default_policy
 from handler.settings import Settings
-from handler.tools.parity import compare
+from handler.tools.parity import compare, load_pair
 from tests.conftest import image_bytes
 
 ROOT = Path(__file__).parents[1]
@@ -28,68 +29,130 @@ def native_bf16(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: True)
 
 
-@pytest.mark.parametrize("runtime", ["torchscript", "transformers"])
+def test_raw_checkpoint_serves_fp32_through_transformers_by_default(tiny_model_dir: Path) -> None:
+    encoder = load_encoder(Settings(model_dir=tiny_model_dir))
+    assert (encoder.runtime, encoder.precision) == (Runtime.transformers, Precision.fp32)
+
+
 def test_bf16_image_tower_stays_within_a_measured_bound_of_fp32(
-    baked: Path, native_bf16: None, runtime: str
+    tiny_model_dir: Path, native_bf16: None
 ) -> None:
-    reference = load_encoder(Settings(model_dir=baked, model_runtime=runtime, inference_precision="fp32"))
-    fast = load_encoder(Settings(model_dir=baked, model_runtime=runtime, inference_precision="bf16"))
+    reference = load_encoder(Settings(model_dir=tiny_model_dir, inference_precision="fp32"))
+    fast = load_encoder(Settings(model_dir=tiny_model_dir, inference_precision="bf16"))
     assert fast.precision is Precision.bf16
-    pixels = torch.randn(
-        6,
-        3,
-        fast.preprocess.crop_height,
-        fast.preprocess.crop_width,
-        generator=torch.Generator().manual_seed(3),
-    )
-    cosine = (reference.encode_pixels(pixels) * fast.encode_pixels(pixels)).sum(-1)
-    assert fast.encode_pixels(pixels).dtype == torch.float32
-    assert float(cosine.min()) > 0.99
+    pixels = np.random.default_rng(3).standard_normal((6, 3, 64, 64)).astype(np.float32)
+    embeddings = fast.encode_pixels(pixels)
+    assert embeddings.dtype == np.float32
+    assert float((reference.encode_pixels(pixels) * embeddings).sum(-1).min()) > 0.99
 
 
-def test_bf16_falls_back_to_fp32_on_a_cpu_without_it(
-    baked: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+@pytest.mark.parametrize(
+    ("where", "requested", "bf16_cpu", "message"),
+    [
+        ("raw", "bf16", False, "needs AVX512-BF16 or AMX"),
+        ("raw", "int8", True, "needs a baked model"),
+        ("baked", "bf16", True, "transformers runtime only"),
+    ],
+)
+def test_a_precision_the_runtime_or_cpu_cannot_run_falls_back_to_fp32_with_a_warning(
+    where: str,
+    requested: str,
+    bf16_cpu: bool,
+    message: str,
+    tiny_model_dir: Path,
+    baked: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: False)
+    monkeypatch.setattr(model_module, "cpu_has_native_bf16", lambda: bf16_cpu)
+    model_dir = tiny_model_dir if where == "raw" else baked
     with caplog.at_level(logging.WARNING, logger="handler.core.model"):
-        encoder = load_encoder(Settings(model_dir=baked, inference_precision="bf16"))
+        encoder = load_encoder(Settings(model_dir=model_dir, inference_precision=requested))
     assert encoder.precision is Precision.fp32
-    assert "using fp32" in caplog.text
-    image = Image.new("RGB", (90, 70), (9, 9, 9))
-    assert encoder.encode_images([image]).shape[0] == 1
+    assert message in caplog.text
+    assert encoder.encode_images([Image.new("RGB", (90, 70), (9, 9, 9))]).shape[0] == 1
 
 
-def test_parity_report_compares_embeddings_top1_and_verdicts(baked: Path, native_bf16: None) -> None:
-    reference = load_encoder(Settings(model_dir=baked, inference_precision="fp32"))
-    fast = load_encoder(Settings(model_dir=baked, inference_precision="bf16"))
+def test_onnx_runtime_needs_a_baked_directory(tiny_model_dir: Path) -> None:
+    from handler.exceptions import ConfigurationError
+
+    with pytest.raises(ConfigurationError, match="no ONNX export"):
+        load_encoder(Settings(model_dir=tiny_model_dir, model_runtime="onnx"))
+
+
+def test_inference_threads_follow_the_setting_and_the_old_torch_threads_name(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("TORCH_THREADS", "3")
+    assert Settings().inference_threads == 3
+    monkeypatch.setenv("INFERENCE_THREADS", "2")
+    assert Settings().inference_threads == 2
+
+
+def test_cpu_count_comes_from_the_cgroup_quota_not_the_host(tmp_path: Path) -> None:
+    from handler.core.cpu import available_cpus, cgroup_cpu_limit
+
+    (tmp_path / "cpu.max").write_text("150000 100000\n")
+    assert cgroup_cpu_limit(tmp_path) == 1.5
+    assert available_cpus(tmp_path) == min(2, len(os.sched_getaffinity(0)))
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert cgroup_cpu_limit(tmp_path) is None
+    assert available_cpus(tmp_path) == len(os.sched_getaffinity(0))
+
+
+def test_int8_parity_report_compares_embeddings_top1_and_verdicts(baked: Path) -> None:
+    reference, fast = load_pair(baked, Precision.int8)
+    assert (reference.precision, fast.precision) == (Precision.fp32, Precision.int8)
     images = [Image.new("RGB", (80, 60), (i * 20, 255 - i * 20, 7)) for i in range(10)]
     report = compare(reference, fast, images, ["a cat", "a dog"], default_policy()).as_dict()
     assert report["images"] == 10
-    assert report["precision"] == "bf16"
-    assert 0.99 < report["cosine_min"] <= report["cosine_mean"] <= 1.0001
+    assert report["precision"] == "int8"
+    assert 0.97 < report["cosine_min"] <= report["cosine_mean"] <= 1.0001
     assert 0.0 <= report["max_probability_diff"] < 0.05
     assert report["verdict_agreement"] is not None
 
 
-@pytest.mark.slow
-def test_compare_precision_command(baked: Path, tmp_path: Path) -> None:
+def _images(tmp_path: Path) -> list[str]:
     paths = []
     for i in range(3):
         path = tmp_path / f"{i}.jpg"
         path.write_bytes(image_bytes("JPEG", color=(i * 60, 10, 200)))
         paths.append(str(path))
+    return paths
+
+
+@pytest.mark.slow
+def test_compare_precision_command_checks_int8_on_the_callers_images(baked: Path, tmp_path: Path) -> None:
     env = {**os.environ, "MODEL_DIR": str(baked)}
-    result = subprocess.run(
-        [sys.executable, "-m", "handler", "compare-precision", *paths, "--classes", "cat, dog"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=180,
-        cwd=ROOT,
-    )
-    if model_module.cpu_has_native_bf16():
-        assert result.returncode == 0, result.stderr
-        assert json.loads(result.stdout)["images"] == 3
-    else:
-        assert result.returncode == 2
-        assert "cannot run bf16" in result.stderr
+    command = [
+        sys.executable,
+        "-m",
+        "handler",
+        "compare-precision",
+        *_images(tmp_path),
+        "--classes",
+        "cat, dog",
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert (report["images"], report["precision"]) == (3, "int8")
+
+
+@pytest.mark.slow
+def test_compare_precision_int8_on_a_raw_checkpoint_says_to_bake(
+    tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    env = {**os.environ, "MODEL_DIR": str(tiny_model_dir)}
+    command = [
+        sys.executable,
+        "-m",
+        "handler",
+        "compare-precision",
+        *_images(tmp_path),
+        "--precision",
+        "int8",
+    ]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, cwd=ROOT)
+    assert result.returncode == 2
+    assert "int8 needs a baked model directory" in result.stderr

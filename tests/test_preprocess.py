@@ -109,7 +109,7 @@ def test_a_region_goes_through_unchanged_and_is_what_the_model_sees() -> None:
     regions = [model_image(image, CFG) for image in images]
     assert [r.size for r in regions] == [(64, 64), (64, 64)]
     assert model_image(regions[0], CFG) is regions[0]
-    assert np.array_equal(to_pixel_values(regions, CFG).numpy(), to_pixel_values(images, CFG).numpy())
+    assert np.array_equal(to_pixel_values(regions, CFG), to_pixel_values(images, CFG))
 
 
 def test_a_resize_larger_than_the_crop_keeps_the_same_centre() -> None:
@@ -117,7 +117,7 @@ def test_a_resize_larger_than_the_crop_keeps_the_same_centre() -> None:
     image = noise((201, 133))
     region = model_image(image, cfg)
     assert region.size == (80, 80)
-    assert np.array_equal(to_pixel_values([region], cfg).numpy(), to_pixel_values([image], cfg).numpy())
+    assert np.array_equal(to_pixel_values([region], cfg), to_pixel_values([image], cfg))
 
 
 _PEAK_SCRIPT = textwrap.dedent(

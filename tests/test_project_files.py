@@ -44,18 +44,21 @@ def test_the_licence_is_apache_2_and_the_metadata_says_so() -> None:
 
 
 @pytest.mark.parametrize(
-    ("requirements_file", "section"),
-    [("requirements.txt", None), ("requirements-tools.txt", "tools")],
+    ("requirements_file", "section", "includes"),
+    [
+        ("requirements-runtime.txt", None, None),
+        ("requirements.txt", "torch", "requirements-runtime.txt"),
+        ("requirements-build.txt", "build", "requirements.txt"),
+        ("requirements-tools.txt", "tools", "requirements-build.txt"),
+    ],
 )
 def test_pyproject_and_the_pinned_sets_name_the_same_packages_and_agree(
-    requirements_file: str, section: str | None
+    requirements_file: str, section: str | None, includes: str | None
 ) -> None:
     runtime = declared(PYPROJECT["project"]["dependencies"])
     ranges = runtime if section is None else declared(PYPROJECT["project"]["optional-dependencies"][section])
     pinned = pins(requirements_file)
-    own = (
-        pinned if section is None else {k: v for k, v in pinned.items() if k not in pins("requirements.txt")}
-    )
+    own = pinned if includes is None else {k: v for k, v in pinned.items() if k not in pins(includes)}
     assert set(own) == set(ranges), "pyproject.toml and the requirements file list different packages"
     for name, version in own.items():
         assert ranges[name].specifier.contains(version), f"{name}=={version} is outside {ranges[name]}"

@@ -723,8 +723,41 @@ def test_dockerfile_installs_cpu_torch_at_the_requirements_pin() -> None:
         for run in runs
     )
     torch_run = next(i for i, run in enumerate(runs) if "torch==${TORCH_VERSION}" in run)
-    requirements_run = next(i for i, run in enumerate(runs) if "-r /tmp/requirements.txt" in run)
+    requirements_run = next(i for i, run in enumerate(runs) if "-r /tmp/requirements-build.txt" in run)
     assert torch_run < requirements_run, "torch (CPU) must be installed before the requirements"
+
+
+def stage_chain(name: str) -> list[tuple[str, str]]:
+    """The instructions a stage inherits and runs, following FROM back to the base image."""
+    stages: dict[str, list[tuple[str, str]]] = {}
+    parents: dict[str, str] = {}
+    current = ""
+    for op, args in dockerfile_instructions():
+        if op == "FROM":
+            base, _, current = args.partition(" AS ")
+            parents[current.strip()] = base.strip()
+            current = current.strip()
+            stages[current] = []
+        elif current:
+            stages[current].append((op, args))
+    chain: list[tuple[str, str]] = []
+    while name in stages:
+        chain = stages[name] + chain
+        name = parents[name]
+    return chain
+
+
+def test_the_runtime_image_installs_the_torch_free_requirements_only() -> None:
+    last = [args for op, args in dockerfile_instructions() if op == "FROM"][-1].split(" AS ")[1].strip()
+    runs = [args for op, args in stage_chain(last) if op == "RUN"]
+    installs = [run for run in runs if "pip install" in run]
+    assert installs, "the runtime stage installs nothing"
+    assert all("-r /tmp/requirements-runtime.txt" in run and "torch==" not in run for run in installs)
+    pins = (ROOT / "requirements-runtime.txt").read_text().lower()
+    assert "-r " not in pins, "the runtime requirements include no other file"
+    for heavy in ("torch", "transformers", "onnxscript", "scikit-image", "scikit-learn", "matplotlib"):
+        assert f"\n{heavy}==" not in "\n" + pins, f"{heavy} is not a serving dependency"
+    assert "onnxruntime==" in pins
 
 
 def test_dockerfile_bakes_the_model_and_runs_offline() -> None:

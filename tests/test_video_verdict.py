@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
-import torch
 
 from handler.core.policy import Action
 from handler.core.scoring import judge
@@ -24,9 +24,7 @@ B, M, F, X = [0.9, 0.05, 0.05], [0.05, 0.9, 0.05], [0.05, 0.05, 0.9], [0.55, 0.0
 
 def frames(*rows: list[float], step: float = 1.0) -> list[FrameScore]:
     """One sample per row, `step` seconds apart, judged by the colour policy's own rule."""
-    return [
-        FrameScore.from_decision(i * step, judge(POLICY, torch.tensor(row))) for i, row in enumerate(rows)
-    ]
+    return [FrameScore.from_decision(i * step, judge(POLICY, np.array(row))) for i, row in enumerate(rows)]
 
 
 def test_consecutive_flags_merge_into_segments_with_times_and_peaks() -> None:
@@ -65,7 +63,7 @@ def test_nothing_flagged_is_allow_with_the_highest_score_on_top() -> None:
 
 def test_safe_categories_never_make_segments() -> None:
     safe_flagged = colour_policy(threshold=0.0)  # even at threshold 0 the safe class is never flagged
-    scored = [FrameScore.from_decision(0.0, judge(safe_flagged, torch.tensor(F)))]
+    scored = [FrameScore.from_decision(0.0, judge(safe_flagged, np.array(F)))]
     assert {s.category for s in segments(scored, safe_flagged, Smoothing(), end_s=1.0)} == {"bad", "meh"}
 
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import av
 import numpy as np
 import pytest
-import torch
 from PIL import Image
 
 from handler.core.policy import Policy
@@ -134,17 +133,17 @@ class ColourScorer:
         self.alive = alive  # how many sampled images are still in memory (the test tracks them)
         self.most_alive = 0
 
-    def embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         self.batches.append(len(images))
         if self.alive is not None:
             self.most_alive = max(self.most_alive, self.alive())
         means = np.stack(
             [np.asarray(image, dtype=np.float32).reshape(-1, 3).mean(axis=0) for image in images]
         )
-        return torch.from_numpy(means / 255.0)
+        return means / 255.0
 
-    def judge_embeddings(self, embeddings: torch.Tensor, policy: Policy) -> list[Decision]:
-        return [judge(policy, torch.tensor(self.row(r, g, b))) for r, g, b in embeddings.tolist()]
+    def judge_embeddings(self, embeddings: np.ndarray, policy: Policy) -> list[Decision]:
+        return [judge(policy, np.array(self.row(r, g, b))) for r, g, b in embeddings.tolist()]
 
     @staticmethod
     def row(r: float, g: float, b: float) -> list[float]:

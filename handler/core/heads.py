@@ -3,7 +3,7 @@
 A head is one small safetensors file: the weights (input standardisation, then linear layers with ReLU
 between them) and, in the file's metadata, a JSON document saying what it is: kind, labels or score
 range, the backbone it was trained on (model id, embedding size and weights fingerprint), the
-preprocessing and the training metrics. Serving needs torch and safetensors only.
+preprocessing and the training metrics. Serving needs numpy and safetensors only.
 """
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
 
-import torch
+import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from handler.core.vectors import softmax
 from handler.exceptions import ConfigurationError
 
 HEAD_FORMAT = "clip-moderation-head/1"
@@ -58,7 +59,7 @@ class Head:
     """A loaded head: `predict` maps (N, D) unit image embeddings to probabilities or scores."""
 
     meta: HeadMetadata
-    tensors: dict[str, torch.Tensor]
+    tensors: dict[str, np.ndarray]
     path: Path | None = None
 
     @property
@@ -78,20 +79,21 @@ class Head:
         if problem:
             raise ConfigurationError(f"Head {self.path or self.meta.name} is malformed: {problem}")
 
-    @torch.inference_mode()
-    def predict(self, embeddings: torch.Tensor) -> torch.Tensor:
+    def predict(self, embeddings: np.ndarray) -> np.ndarray:
         """Classifier: (N, C) probabilities over `labels`. Regressor: (N,) scores within `score_range`."""
-        x = (embeddings.float() - self.tensors["input.mean"]) / self.tensors["input.scale"]
+        x = (np.asarray(embeddings, dtype=np.float32) - self.tensors["input.mean"]) / self.tensors[
+            "input.scale"
+        ]
         for i in range(self.meta.layers):
             x = x @ self.tensors[f"layers.{i}.weight"].T + self.tensors[f"layers.{i}.bias"]
             if i < self.meta.layers - 1:
-                x = torch.relu(x)
+                x = np.maximum(x, 0)
         if self.kind is HeadKind.classifier:
-            return x.softmax(dim=-1)
-        scores = x[:, 0]
+            return softmax(x)
+        scores: np.ndarray = x[:, 0]
         if self.meta.score_range is not None:
             low, high = self.meta.score_range
-            scores = scores.clamp(low, high)
+            scores = np.clip(scores, low, high)
         return scores
 
     def check_backbone(self, model_id: str, fingerprint: str) -> None:
@@ -105,15 +107,15 @@ class Head:
             )
 
     def save(self, path: Path) -> Path:
-        from safetensors.torch import save_file
+        from safetensors.numpy import save_file
 
         path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {name: t.detach().float().contiguous() for name, t in self.tensors.items()}
+        tensors = {name: np.ascontiguousarray(t, dtype=np.float32) for name, t in self.tensors.items()}
         save_file(tensors, str(path), metadata={METADATA_KEY: self.meta.model_dump_json()})
         return path
 
 
-def _shape_problem(meta: HeadMetadata, tensors: dict[str, torch.Tensor]) -> str | None:
+def _shape_problem(meta: HeadMetadata, tensors: dict[str, np.ndarray]) -> str | None:
     dim = meta.backbone.embedding_dim
     for name in ("input.mean", "input.scale"):
         if name not in tensors or tuple(tensors[name].shape) != (dim,):
@@ -121,7 +123,7 @@ def _shape_problem(meta: HeadMetadata, tensors: dict[str, torch.Tensor]) -> str 
     width = dim
     for i in range(meta.layers):
         weight, bias = tensors.get(f"layers.{i}.weight"), tensors.get(f"layers.{i}.bias")
-        if weight is None or bias is None or weight.dim() != 2 or weight.shape[1] != width:
+        if weight is None or bias is None or weight.ndim != 2 or weight.shape[1] != width:
             return f"layer {i} must be an (out, {width}) weight with a bias"
         if tuple(bias.shape) != (weight.shape[0],):
             return f"layer {i}'s bias must have shape ({weight.shape[0]},)"
@@ -141,13 +143,13 @@ def load_head(path: Path) -> Head:
     from safetensors import SafetensorError, safe_open
 
     try:
-        with safe_open(str(path), framework="pt") as handle:
+        with safe_open(str(path), framework="np") as handle:
             raw = (handle.metadata() or {}).get(METADATA_KEY)
             if raw is None:  # before reading any tensor: this may be a whole checkpoint
                 raise ConfigurationError(
                     f"{path} is not a head file (no '{METADATA_KEY}' metadata); make one with train-head"
                 )
-            tensors = {name: handle.get_tensor(name).float() for name in handle.keys()}  # noqa: SIM118
+            tensors = {name: handle.get_tensor(name).astype(np.float32) for name in handle.keys()}  # noqa: SIM118
     except (OSError, SafetensorError) as exc:
         raise ConfigurationError(f"Cannot read head file {path}: {exc}") from exc
     try:

@@ -1,4 +1,8 @@
-"""The loaded CLIP model: image and text towers, tokenizer and preprocessing; unit embeddings out."""
+"""The loaded CLIP model behind one seam: numpy pixels and texts in, numpy unit embeddings out.
+
+Two runtimes sit behind it: ONNX Runtime on a baked model directory (the Lambda image, no torch) and
+transformers on a raw checkpoint (the developer's path). Nothing above this module imports torch.
+"""
 
 from __future__ import annotations
 
@@ -8,49 +12,44 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
+from typing import Protocol
 
-import torch
+import numpy as np
 from PIL import Image
 
+from handler.core.checkpoint import download, has_tokenizer
+from handler.core.cpu import available_cpus, cpu_has_native_bf16
+from handler.core.onnx_runtime import has_onnx_export, int8_usable, read_manifest
 from handler.core.preprocess import PreprocessConfig, to_pixel_values
 from handler.core.tokenizer import ClipTokenizer
-from handler.core.towers import (
-    ImageTower,
-    TextTower,
-    export_manifest,
-    has_export,
-    load_exported_image_tower,
-    load_exported_text_tower,
-    load_transformers_towers,
-)
+from handler.core.vectors import unit
 from handler.exceptions import ConfigurationError
 from handler.settings import Settings
 
 logger = logging.getLogger(__name__)
 
-#: Files inference needs from a transformers checkpoint (weights, config, processor and tokenizer).
-CHECKPOINT_FILES = (
-    "config.json",
-    "model.safetensors",
-    "preprocessor_config.json",
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "vocab.json",
-    "merges.txt",
-)
 TEXT_LENGTH = 77
 
 
+class ImageTower(Protocol):
+    def __call__(self, pixel_values: np.ndarray) -> np.ndarray: ...
+
+
+class TextTower(Protocol):
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray: ...
+
+
 class Runtime(StrEnum):
-    auto = "auto"  # the TorchScript export when the checkpoint has one, else transformers
+    auto = "auto"  # ONNX Runtime when the directory was baked, else transformers
+    onnx = "onnx"
     transformers = "transformers"
-    torchscript = "torchscript"
 
 
 class Precision(StrEnum):
+    auto = "auto"  # int8 when the bake's int8 gate passed, else fp32
     fp32 = "fp32"
-    bf16 = "bf16"  # image tower in bfloat16; needs a CPU with native bf16 (AVX512-BF16 or AMX)
+    int8 = "int8"  # ONNX Runtime, dynamically quantised image tower (a baked model directory)
+    bf16 = "bf16"  # transformers image tower in bfloat16; needs AVX512-BF16 or AMX
 
 
 @dataclass
@@ -70,16 +69,14 @@ class ClipEncoder:
     _text_tower: TextTower | None = field(default=None, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    @torch.inference_mode()
-    def encode_pixels(self, pixel_values: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) normalised pixels -> (N, D) unit image embeddings. Only the image tower runs."""
-        return torch.nn.functional.normalize(self.image_tower(pixel_values).float(), dim=-1)
+    def encode_pixels(self, pixel_values: np.ndarray) -> np.ndarray:
+        """(N, 3, H, W) normalised float32 pixels -> (N, D) unit image embeddings (image tower only)."""
+        return unit(self.image_tower(pixel_values))
 
-    def encode_images(self, images: Sequence[Image.Image]) -> torch.Tensor:
+    def encode_images(self, images: Sequence[Image.Image]) -> np.ndarray:
         return self.encode_pixels(to_pixel_values(images, self.preprocess))
 
-    @torch.inference_mode()
-    def encode_texts(self, texts: Sequence[str]) -> torch.Tensor:
+    def encode_texts(self, texts: Sequence[str]) -> np.ndarray:
         """Texts -> (N, D) unit text embeddings. Callers go through the text-embedding cache."""
         with self._lock:
             self.text_calls += 1
@@ -87,7 +84,7 @@ class ClipEncoder:
                 self._text_tower = self.load_text_tower()
             tower = self._text_tower
         ids, mask = self.tokenizer(texts)
-        return torch.nn.functional.normalize(tower(ids, mask).float(), dim=-1)
+        return unit(tower(ids, mask))
 
 
 def resolve_model_dir(settings: Settings) -> Path:
@@ -101,9 +98,7 @@ def resolve_model_dir(settings: Settings) -> Path:
             )
         return path
     try:
-        from huggingface_hub import snapshot_download
-
-        return Path(snapshot_download(settings.model_id, allow_patterns=list(CHECKPOINT_FILES)))
+        return download(settings.model_id)
     except Exception as exc:  # any hub/network/cache failure ends in the same instruction
         raise ConfigurationError(
             f"Cannot load the CLIP model: MODEL_DIR is not set and MODEL_ID={settings.model_id!r} could not "
@@ -111,60 +106,86 @@ def resolve_model_dir(settings: Settings) -> Path:
         ) from exc
 
 
-def cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def choose_precision(requested: Precision) -> Precision:
-    """The requested precision if this CPU runs it natively, else fp32 (logged, never an error)."""
-    if requested is Precision.bf16 and not cpu_has_native_bf16():
-        logger.warning("INFERENCE_PRECISION=bf16 needs AVX512-BF16 or AMX; this CPU has neither, using fp32")
-        return Precision.fp32
+def choose_runtime(requested: Runtime, model_dir: Path) -> Runtime:
+    baked = has_onnx_export(model_dir)
+    if requested is Runtime.auto:
+        return Runtime.onnx if baked else Runtime.transformers
+    if requested is Runtime.onnx and not baked:
+        raise ConfigurationError(
+            f"MODEL_RUNTIME=onnx but {model_dir} has no ONNX export; bake it with `python -m handler bake` "
+            "or set MODEL_RUNTIME=auto."
+        )
     return requested
 
 
+def choose_precision(requested: Precision, runtime: Runtime, model_dir: Path) -> Precision:
+    """The requested precision where this runtime and CPU can run it, else fp32 (logged, never an error)."""
+    if runtime is Runtime.onnx:
+        usable = int8_usable(model_dir, read_manifest(model_dir))
+        if requested in (Precision.auto, Precision.int8) and usable:
+            return Precision.int8
+        if requested is Precision.int8:
+            logger.warning("INFERENCE_PRECISION=int8 but the bake's int8 gate did not pass; using fp32")
+        elif requested is Precision.bf16:
+            logger.warning("INFERENCE_PRECISION=bf16 runs on the transformers runtime only; using fp32")
+        return Precision.fp32
+    if requested is Precision.int8:
+        logger.warning("INFERENCE_PRECISION=int8 needs a baked model (python -m handler bake); using fp32")
+    if requested is Precision.bf16:
+        if cpu_has_native_bf16():
+            return Precision.bf16
+        logger.warning("INFERENCE_PRECISION=bf16 needs AVX512-BF16 or AMX; this CPU has neither, using fp32")
+    return Precision.fp32
+
+
 def load_encoder(settings: Settings) -> ClipEncoder:
-    """Load the checkpoint once: the TorchScript export when present (torch only), else transformers."""
+    """Load the checkpoint once, through ONNX Runtime when it was baked, else through transformers."""
     model_dir = resolve_model_dir(settings)
-    if settings.torch_threads:
-        torch.set_num_threads(settings.torch_threads)
-    runtime = Runtime(settings.model_runtime)
-    if runtime is Runtime.auto:
-        runtime = Runtime.torchscript if has_export(model_dir) else Runtime.transformers
-    precision = choose_precision(Precision(settings.inference_precision))
+    runtime = choose_runtime(Runtime(settings.model_runtime), model_dir)
+    precision = choose_precision(Precision(settings.inference_precision), runtime, model_dir)
+    threads = settings.inference_threads or available_cpus()
+    load_text: Callable[[], TextTower]
     try:
-        if runtime is Runtime.torchscript:
-            if not has_export(model_dir):
-                raise ConfigurationError(
-                    f"MODEL_RUNTIME=torchscript but {model_dir} has no TorchScript export; "
-                    "bake the model with `python -m handler bake` or set MODEL_RUNTIME=auto."
-                )
-            image_tower: torch.nn.Module = load_exported_image_tower(model_dir, precision is Precision.bf16)
-            scale = float(export_manifest(model_dir)["logit_scale"])
+        if not has_tokenizer(model_dir):
+            raise ConfigurationError(
+                f"{model_dir} has no tokenizer files (tokenizer.json, or vocab.json and merges.txt)"
+            )
+        tokenizer = ClipTokenizer(model_dir, TEXT_LENGTH)
+        if runtime is Runtime.onnx:
+            from handler.core import onnx_runtime
+
+            image_tower: ImageTower = onnx_runtime.load_image_tower(
+                model_dir, precision is Precision.int8, threads
+            )
+            scale = float(read_manifest(model_dir)["logit_scale"])
 
             def load_text() -> TextTower:
-                return load_exported_text_tower(model_dir)
+                return onnx_runtime.load_text_tower(model_dir, threads)
 
         else:
-            image_tower, text_tower, scale = load_transformers_towers(model_dir)
-            if precision is Precision.bf16:  # the model casts its input to the weights' dtype itself
-                image_tower = image_tower.to(torch.bfloat16)
+            from handler.core.towers import load_transformers_runtime
+
+            image_tower, text_tower, scale = load_transformers_runtime(
+                model_dir, precision is Precision.bf16, threads
+            )
 
             def load_text() -> TextTower:
                 return text_tower
 
-        tokenizer = ClipTokenizer(model_dir, TEXT_LENGTH)
-    except (OSError, ValueError, RuntimeError) as exc:
+    except (OSError, ValueError, RuntimeError, ConfigurationError) as exc:
         raise ConfigurationError(
             f"The checkpoint in {model_dir} could not be loaded ({exc}); set MODEL_DIR to a complete "
-            "CLIP checkpoint (weights, config, tokenizer and preprocessor files)."
+            "CLIP checkpoint (weights, config, tokenizer and preprocessor files) or a baked model directory."
         ) from exc
     model_id = settings.model_id if settings.model_dir is None else _model_id_of(model_dir)
-    logger.info("loaded CLIP %s from %s (runtime=%s, precision=%s)", model_id, model_dir, runtime, precision)
+    logger.info(
+        "loaded CLIP %s from %s (runtime=%s, precision=%s, threads=%d)",
+        model_id,
+        model_dir,
+        runtime,
+        precision,
+        threads,
+    )
     return ClipEncoder(
         image_tower=image_tower,
         load_text_tower=load_text,

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Sequence
 from functools import lru_cache
 
-import torch
+import numpy as np
 from PIL import Image
 
 from handler.core.fingerprint import backbone_fingerprint
@@ -84,16 +84,16 @@ class Moderator:
 
         return decode_still(data, ImageLimits.from_settings(self.settings), self.encoder.preprocess)
 
-    def embed(self, images: Sequence[Image.Image]) -> torch.Tensor:
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         return self.encoder.encode_images(images)
 
-    def pixels(self, image: Image.Image) -> torch.Tensor:
+    def pixels(self, image: Image.Image) -> np.ndarray:
         """One image at the model's input size (1, 3, H, W): what a batch keeps until its forward pass."""
         return to_pixel_values([image], self.encoder.preprocess)
 
-    def embed_pixels(self, pixels: Sequence[torch.Tensor]) -> torch.Tensor:
+    def embed_pixels(self, pixels: Sequence[np.ndarray]) -> np.ndarray:
         """Embeddings of images already at the model's input size (`pixels`), in one forward pass."""
-        return self.encoder.encode_pixels(torch.cat(list(pixels)))
+        return self.encoder.encode_pixels(np.concatenate(list(pixels)))
 
     def classify(
         self, images: Sequence[Image.Image], labels: list[str], threshold: float | None = None
@@ -105,12 +105,12 @@ class Moderator:
     def moderate(self, images: Sequence[Image.Image], policy: Policy) -> list[Decision]:
         return self.judge_embeddings(self.embed(images), policy)
 
-    def judge_embeddings(self, embeddings: torch.Tensor, policy: Policy) -> list[Decision]:
+    def judge_embeddings(self, embeddings: np.ndarray, policy: Policy) -> list[Decision]:
         probs = self.heads.probabilities(embeddings, policy, self.text_cache, self.encoder.logit_scale)
         head_scores = self.heads.scores(embeddings, policy)
         return [judge(policy, row, extra) for row, extra in zip(probs, head_scores, strict=True)]
 
-    def score_embeddings(self, embeddings: torch.Tensor, policy: Policy) -> list[dict[str, float]]:
+    def score_embeddings(self, embeddings: np.ndarray, policy: Policy) -> list[dict[str, float]]:
         """The policy's score heads only (e.g. aesthetics), from the same embeddings."""
         return self.heads.scores(embeddings, policy)
 
@@ -118,7 +118,7 @@ class Moderator:
         """One real forward pass through the image tower; raises if the model cannot answer."""
         blank = Image.new("RGB", (self.encoder.preprocess.crop_width, self.encoder.preprocess.crop_height))
         decisions = self.moderate([blank], self.policies.default)
-        if not decisions or not all(torch.isfinite(torch.tensor(list(decisions[0].scores.values())))):
+        if not decisions or not np.isfinite(list(decisions[0].scores.values())).all():
             raise RuntimeError("the model returned no finite scores")
 
 

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable, Iterable
 from pathlib import Path
 
-import torch
+import numpy as np
 
 from handler.core.heads import Head, HeadKind, load_head
 from handler.core.policy import Policy
@@ -67,17 +67,17 @@ class PolicyHeads:
                 )
 
     def probabilities(
-        self, embeddings: torch.Tensor, policy: Policy, text_cache: TextEmbeddingCache, logit_scale: float
-    ) -> torch.Tensor:
+        self, embeddings: np.ndarray, policy: Policy, text_cache: TextEmbeddingCache, logit_scale: float
+    ) -> np.ndarray:
         """(N, C) category probabilities in `policy.categories` order."""
         categories = policy.categories
         if all(c.head is None for c in categories):
             return probabilities(embeddings, text_cache.policy(policy), logit_scale)
-        columns = torch.empty(embeddings.shape[0], len(categories))
+        columns = np.empty((embeddings.shape[0], len(categories)), dtype=np.float32)
         prompted = [i for i, c in enumerate(categories) if c.prompts]
         if prompted:
             columns[:, prompted] = probabilities(embeddings, text_cache.policy(policy), logit_scale)
-        outputs: dict[str, torch.Tensor] = {}
+        outputs: dict[str, np.ndarray] = {}
         for i, category in enumerate(categories):
             if category.head is not None:
                 head = self.head(category.head)
@@ -86,7 +86,7 @@ class PolicyHeads:
                 columns[:, i] = outputs[category.head][:, head.labels.index(str(category.head_label))]
         return columns
 
-    def scores(self, embeddings: torch.Tensor, policy: Policy) -> list[dict[str, float]]:
+    def scores(self, embeddings: np.ndarray, policy: Policy) -> list[dict[str, float]]:
         """Per image, the policy's score heads' outputs by score name (empty when it has none)."""
         values = {s.name: self.head(s.head).predict(embeddings).tolist() for s in policy.scores}
         return [{name: float(v[i]) for name, v in values.items()} for i in range(embeddings.shape[0])]

@@ -2,10 +2,10 @@
 
 Reads the checkpoint's `preprocessor_config.json` so the numbers always match the model it serves.
 Equivalent to `CLIPImageProcessor` (tested against it): scale the short side to `shortest_edge`, crop the
-centre, normalise. It never builds the scaled image: `model_image` resamples only the source region the
-crop needs, a band of rows at a time, converting each band to RGB (16-bit tones scaled, alpha composited
-on white) on the way. So a 20000x1 strip or a 6000x6000 RGBA image costs the decoded image plus a few
-small buffers, never a scaled copy of the whole thing.
+centre, normalise, straight to one numpy batch. It never builds the scaled image: `model_image`
+resamples only the source region the crop needs, a band of rows at a time, converting each band to RGB
+(16-bit tones scaled, alpha composited on white) on the way. So a 20000x1 strip or a 6000x6000 RGBA
+image costs the decoded image plus a few small buffers, never a scaled copy of the whole thing.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 from PIL import Image
 
 #: Pixels converted to RGB at once (one band of rows of the source region).
@@ -210,16 +209,18 @@ def _to_rgb(image: Image.Image, tone: float = 255.0) -> Image.Image:
     return image.convert("RGB")
 
 
-def to_pixel_values(images: Sequence[Image.Image], cfg: PreprocessConfig) -> torch.Tensor:
+def to_pixel_values(images: Sequence[Image.Image], cfg: PreprocessConfig) -> np.ndarray:
     """Images (any mode; `model_image` results pass through unscaled) -> a normalised float32 batch of
     shape (N, 3, H, W)."""
     batch = np.empty((len(images), cfg.crop_height, cfg.crop_width, 3), dtype=np.uint8)
     for i, image in enumerate(images):
         batch[i] = np.asarray(_centre_crop(model_image(image, cfg), cfg))
-    tensor = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
-    scale = torch.tensor([255.0 * s for s in cfg.std]).view(1, 3, 1, 1)
-    shift = torch.tensor([255.0 * m for m in cfg.mean]).view(1, 3, 1, 1)
-    return ((tensor - shift) / scale).contiguous()
+    scale = np.array([255.0 * s for s in cfg.std], dtype=np.float32).reshape(1, 3, 1, 1)
+    shift = np.array([255.0 * m for m in cfg.mean], dtype=np.float32).reshape(1, 3, 1, 1)
+    pixels = batch.transpose(0, 3, 1, 2).astype(np.float32)
+    pixels -= shift
+    pixels /= scale
+    return np.ascontiguousarray(pixels)
 
 
 def _centre_crop(image: Image.Image, cfg: PreprocessConfig) -> Image.Image:

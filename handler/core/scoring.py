@@ -5,9 +5,10 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import torch
+import numpy as np
 
 from handler.core.policy import Action, Policy
+from handler.core.vectors import softmax
 from handler.exceptions import InputError
 
 UNKNOWN = "unknown"
@@ -20,11 +21,11 @@ class NonFiniteScores(InputError):
 
 
 def probabilities(
-    image_embeddings: torch.Tensor, class_embeddings: torch.Tensor, logit_scale: float
-) -> torch.Tensor:
+    image_embeddings: np.ndarray, class_embeddings: np.ndarray, logit_scale: float
+) -> np.ndarray:
     """CLIP's zero-shot rule: softmax over classes of logit_scale x cosine similarity. Shape (N, C)."""
-    logits = logit_scale * image_embeddings @ class_embeddings.T
-    return logits.softmax(dim=-1)
+    logits = np.float32(logit_scale) * (image_embeddings @ class_embeddings.T)
+    return softmax(logits)
 
 
 @dataclass(frozen=True)
@@ -33,7 +34,7 @@ class Classification:
     probabilities: dict[str, float]
 
 
-def classify_row(labels: list[str], row: torch.Tensor, threshold: float | None) -> Classification:
+def classify_row(labels: list[str], row: np.ndarray, threshold: float | None) -> Classification:
     """The top label, or `unknown` when its probability is below `threshold`."""
     probs = {label: float(p) for label, p in zip(labels, row.tolist(), strict=True)}
     top = max(probs, key=probs.__getitem__)
@@ -52,7 +53,7 @@ class Decision:
     head_scores: dict[str, float] = field(default_factory=dict)  # the policy's score heads (e.g. aesthetics)
 
 
-def judge(policy: Policy, row: torch.Tensor, head_scores: dict[str, float] | None = None) -> Decision:
+def judge(policy: Policy, row: np.ndarray, head_scores: dict[str, float] | None = None) -> Decision:
     """Most severe action among categories at or above their threshold; nothing flagged -> allow."""
     scores = {c.name: float(p) for c, p in zip(policy.categories, row.tolist(), strict=True)}
     extra = head_scores or {}

@@ -6,11 +6,12 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
-import torch
+import numpy as np
 
 from handler.core.policy import Policy
+from handler.core.vectors import unit
 
-TextEncoder = Callable[[Sequence[str]], torch.Tensor]
+TextEncoder = Callable[[Sequence[str]], np.ndarray]
 
 
 class TextEmbeddingCache:
@@ -19,14 +20,14 @@ class TextEmbeddingCache:
     def __init__(self, encode: TextEncoder, max_entries: int = 256) -> None:
         self._encode = encode
         self._max_entries = max_entries
-        self._entries: OrderedDict[tuple[str, ...], torch.Tensor] = OrderedDict()
-        self._ensembles: dict[tuple[tuple[str, ...], ...], torch.Tensor] = {}  # one per policy in use
+        self._entries: OrderedDict[tuple[str, ...], np.ndarray] = OrderedDict()
+        self._ensembles: dict[tuple[tuple[str, ...], ...], np.ndarray] = {}  # one per policy in use
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
         return len(self._entries)
 
-    def texts(self, texts: Sequence[str]) -> torch.Tensor:
+    def texts(self, texts: Sequence[str]) -> np.ndarray:
         key = tuple(texts)
         with self._lock:
             cached = self._entries.get(key)
@@ -37,19 +38,19 @@ class TextEmbeddingCache:
         self.put(key, embeddings)
         return embeddings
 
-    def put(self, texts: Sequence[str], embeddings: torch.Tensor) -> None:
+    def put(self, texts: Sequence[str], embeddings: np.ndarray) -> None:
         with self._lock:
             self._entries[tuple(texts)] = embeddings
             self._entries.move_to_end(tuple(texts))
             while len(self._entries) > self._max_entries:
                 self._entries.popitem(last=False)
 
-    def policy(self, policy: Policy) -> torch.Tensor:
+    def policy(self, policy: Policy) -> np.ndarray:
         """(C, D) class embeddings: per category, the normalised mean of its normalised prompt embeddings.
         Only prompt categories have a row (head categories are scored by their head)."""
         groups = tuple(c.prompts for c in policy.categories if c.prompts)
         if not groups:
-            return torch.empty(0, 0)
+            return np.empty((0, 0), dtype=np.float32)
         with self._lock:
             cached = self._ensembles.get(groups)
         if cached is not None:  # the per-request path: no averaging again
@@ -57,9 +58,9 @@ class TextEmbeddingCache:
         all_embeddings = self.texts([p for group in groups for p in group])
         rows, start = [], 0
         for group in groups:
-            rows.append(all_embeddings[start : start + len(group)].mean(dim=0))
+            rows.append(all_embeddings[start : start + len(group)].mean(axis=0))
             start += len(group)
-        matrix = torch.nn.functional.normalize(torch.stack(rows), dim=-1)
+        matrix = unit(np.stack(rows))
         with self._lock:
             self._ensembles[groups] = matrix
         return matrix

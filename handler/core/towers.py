@@ -1,34 +1,19 @@
-"""CLIP's two towers as plain torch modules: built from transformers, or loaded from a TorchScript export.
+"""The transformers runtime: CLIP's two towers as torch modules, called with numpy and answering numpy.
 
-The model definition stays transformers'. The bake step traces each tower once (`export_towers`), so a
-serving process can load them with torch alone and skip importing transformers (about 2 s of cold start).
+This is the developer's path (`make serve` on a raw checkpoint) and the reference the bake step checks
+its ONNX export against; `export_onnx` exports these same modules. Only this module and the tools import
+torch: the moderation core sees numpy arrays.
 """
 
 from __future__ import annotations
 
-import copy
-import json
-import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
+import numpy as np
 import torch
 
-EXPORT_DIR = "torchscript"
-IMAGE_TOWER_FILE = "image_tower.pt"
-IMAGE_TOWER_BF16_FILE = "image_tower_bf16.pt"
-TEXT_TOWER_FILE = "text_tower.pt"
-MANIFEST_FILE = "manifest.json"
-
-
-class ImageTower(Protocol):
-    def __call__(self, pixel_values: torch.Tensor) -> torch.Tensor: ...
-
-
-class TextTower(Protocol):
-    def __call__(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor: ...
+from handler.core.checkpoint import load_clip_model
 
 
 class TransformersImageTower(torch.nn.Module):
@@ -59,80 +44,40 @@ class TransformersTextTower(torch.nn.Module):
         return features
 
 
-def load_transformers_towers(model_dir: Path) -> tuple[torch.nn.Module, torch.nn.Module, float]:
-    """Both towers and the logit scale from a transformers checkpoint (safetensors, offline)."""
-    from transformers import CLIPModel
-
-    clip = CLIPModel.from_pretrained(model_dir, local_files_only=True, dtype=torch.float32).eval()
+def load_torch_towers(model_dir: Path) -> tuple[TransformersImageTower, TransformersTextTower, float]:
+    """Both towers (fp32, eval) and the logit scale, from any checkpoint form (handler/core/checkpoint.py)."""
+    clip = load_clip_model(model_dir)
     scale = float(clip.logit_scale.exp().item())
     return TransformersImageTower(clip).eval(), TransformersTextTower(clip).eval(), scale
 
 
-def export_towers(model_dir: Path, text_length: int) -> Path:
-    """Trace both towers into `model_dir/torchscript/` (dynamic batch; text padded to `text_length`)."""
-    image_tower, text_tower, scale = load_transformers_towers(model_dir)
-    side = _image_side(model_dir)
-    out = model_dir / EXPORT_DIR
-    out.mkdir(exist_ok=True)
-    with torch.no_grad(), warnings.catch_warnings(), _quiet_jit():
-        # data-dependent branches in the model code are constant for CLIP: silence the tracer about them
-        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # type: ignore[attr-defined]
-        pixels = torch.randn(2, 3, side, side)
-        ids = torch.ones(2, text_length, dtype=torch.long)
-        traced_image = torch.jit.trace(image_tower, pixels, check_trace=False)
-        traced_text = torch.jit.trace(text_tower, (ids, torch.ones_like(ids)), check_trace=False)
-        # the model casts pixels to its weights' dtype, which tracing freezes: bf16 needs its own trace
-        # (a deep copy: traced modules share parameters with the module they were traced from)
-        traced_bf16 = torch.jit.trace(
-            copy.deepcopy(image_tower).to(torch.bfloat16), pixels, check_trace=False
-        )
-    with _quiet_jit():
-        torch.jit.save(traced_image, str(out / IMAGE_TOWER_FILE))
-        torch.jit.save(traced_text, str(out / TEXT_TOWER_FILE))
-        torch.jit.save(traced_bf16, str(out / IMAGE_TOWER_BF16_FILE))
-    manifest = {
-        "logit_scale": scale,
-        "text_length": text_length,
-        "image_side": side,
-        "torch": torch.__version__,
-    }
-    (out / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2))
-    return out
+class TorchImageTower:
+    """numpy pixels -> numpy features; bf16 casts the weights (the model casts its input to match)."""
+
+    def __init__(self, module: torch.nn.Module, bf16: bool = False) -> None:
+        self.module = module.to(torch.bfloat16) if bf16 else module
+
+    @torch.inference_mode()
+    def __call__(self, pixel_values: np.ndarray) -> np.ndarray:
+        features = self.module(torch.from_numpy(pixel_values))
+        result: np.ndarray = features.float().numpy()
+        return result
 
 
-def has_export(model_dir: Path) -> bool:
-    out = model_dir / EXPORT_DIR
-    return all((out / name).is_file() for name in (IMAGE_TOWER_FILE, TEXT_TOWER_FILE, MANIFEST_FILE))
+class TorchTextTower:
+    def __init__(self, module: torch.nn.Module) -> None:
+        self.module = module
+
+    @torch.inference_mode()
+    def __call__(self, input_ids: np.ndarray, attention_mask: np.ndarray) -> np.ndarray:
+        features = self.module(torch.from_numpy(input_ids), torch.from_numpy(attention_mask))
+        result: np.ndarray = features.float().numpy()
+        return result
 
 
-def export_manifest(model_dir: Path) -> dict[str, Any]:
-    manifest: dict[str, Any] = json.loads((model_dir / EXPORT_DIR / MANIFEST_FILE).read_text())
-    return manifest
-
-
-def load_exported_image_tower(model_dir: Path, bf16: bool = False) -> torch.jit.ScriptModule:
-    name = IMAGE_TOWER_BF16_FILE if bf16 else IMAGE_TOWER_FILE
-    with _quiet_jit():
-        module: torch.jit.ScriptModule = torch.jit.load(str(model_dir / EXPORT_DIR / name))
-    return module.eval()
-
-
-def load_exported_text_tower(model_dir: Path) -> torch.jit.ScriptModule:
-    with _quiet_jit():
-        module: torch.jit.ScriptModule = torch.jit.load(str(model_dir / EXPORT_DIR / TEXT_TOWER_FILE))
-    return module.eval()
-
-
-@contextmanager
-def _quiet_jit() -> Iterator[None]:
-    """torch 2.13 deprecates TorchScript for torch.export; the format still loads with torch alone."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=r"`torch\.jit\.\w+` is deprecated", category=DeprecationWarning
-        )
-        yield
-
-
-def _image_side(model_dir: Path) -> int:
-    config = json.loads((model_dir / "config.json").read_text())
-    return int(config.get("vision_config", {}).get("image_size", 224))
+def load_transformers_runtime(
+    model_dir: Path, bf16: bool, threads: int
+) -> tuple[TorchImageTower, TorchTextTower, float]:
+    torch.set_num_threads(threads)
+    image, text, scale = load_torch_towers(model_dir)
+    return TorchImageTower(image, bf16), TorchTextTower(text), scale

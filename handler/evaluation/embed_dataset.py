@@ -121,7 +121,7 @@ def embed_samples(
                 todo.append((sample, sha, image, read_s + time.perf_counter() - began))
             if todo:
                 began = time.perf_counter()
-                vectors = mod.embed([image for _, _, image, _ in todo]).numpy().astype(np.float32)
+                vectors = mod.embed([image for _, _, image, _ in todo]).astype(np.float32)
                 share = (time.perf_counter() - began) / len(todo)
                 for (sample, sha, _, own_s), vector in zip(todo, vectors, strict=True):
                     items.append(Embedded(sample, sha, (own_s + share) * 1000))

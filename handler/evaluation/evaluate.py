@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from handler.core.moderator import Moderator
 from handler.evaluation import metrics
@@ -149,7 +148,7 @@ def evaluate(mod: Moderator, options: EvaluateOptions) -> dict[str, Any]:
     ).with_dataset_precedence()
     if not embedded.items:
         raise InputError(f"none of the {len(samples)} images could be read: {embedded.skipped[:3]}")
-    scored = mode.score(torch.from_numpy(embedded.embeddings), options.mapping)
+    scored = mode.score(embedded.embeddings, options.mapping)
     y_true = embedded.labels
     warnings = evaluation_warnings(options, mode, scored, y_true, embedded, unresolved)
     positive = choose_positive(options.positive, scored, labels)

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from handler.core.heads import Head, HeadKind
 from handler.core.moderator import Moderator
@@ -63,9 +62,9 @@ class ZeroShot:
     def describe(self) -> dict[str, Any]:
         return {"kind": self.kind, "classes": self.labels, "threshold": self.threshold}
 
-    def score(self, embeddings: torch.Tensor, mapping: Mapping[str, str]) -> Scored:
+    def score(self, embeddings: np.ndarray, mapping: Mapping[str, str]) -> Scored:
         text = self.mod.text_cache.texts(self.labels)
-        raw = probabilities(embeddings, text, self.mod.encoder.logit_scale).double().numpy()
+        raw = probabilities(embeddings, text, self.mod.encoder.logit_scale).astype(np.float64)
         classes, grouped = group(raw, self.labels, mapping)
         return Scored(classes, grouped, top_or_unknown(classes, grouped, self.threshold), self.labels, raw)
 
@@ -87,8 +86,8 @@ class HeadMode:
             "threshold": self.threshold,
         }
 
-    def score(self, embeddings: torch.Tensor, mapping: Mapping[str, str]) -> Scored:
-        raw = self.head.predict(embeddings).double().numpy()
+    def score(self, embeddings: np.ndarray, mapping: Mapping[str, str]) -> Scored:
+        raw = self.head.predict(embeddings).astype(np.float64)
         labels = list(self.head.labels)
         classes, grouped = group(raw, labels, mapping)
         return Scored(classes, grouped, top_or_unknown(classes, grouped, self.threshold), labels, raw)
@@ -113,7 +112,7 @@ class PolicyMode:
             "thresholds": {c.name: c.threshold for c in self.policy.categories if not c.safe},
         }
 
-    def score(self, embeddings: torch.Tensor, mapping: Mapping[str, str]) -> Scored:
+    def score(self, embeddings: np.ndarray, mapping: Mapping[str, str]) -> Scored:
         decisions = self.mod.judge_embeddings(embeddings, self.policy)
         names = [c.name for c in self.policy.categories]
         safe = {c.name for c in self.policy.categories if c.safe}

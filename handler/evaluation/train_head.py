@@ -17,7 +17,6 @@ from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
-import torch
 
 from handler.core.heads import Backbone, Head, HeadKind, HeadMetadata
 from handler.core.moderator import Moderator
@@ -79,7 +78,7 @@ def _folds(requested: int, smallest_group: int) -> int:
 
 def fit_classifier(
     x: Array, labels: list[str], options: TrainOptions
-) -> tuple[dict[str, torch.Tensor], list[str], dict[str, Any]]:
+) -> tuple[dict[str, np.ndarray], list[str], dict[str, Any]]:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import StratifiedKFold, cross_val_predict
     from sklearn.pipeline import make_pipeline
@@ -111,7 +110,7 @@ def fit_classifier(
 
 def fit_regressor(
     x: Array, y: Array, options: TrainOptions
-) -> tuple[dict[str, torch.Tensor], int, dict[str, Any]]:
+) -> tuple[dict[str, np.ndarray], int, dict[str, Any]]:
     from sklearn.linear_model import RidgeCV
     from sklearn.model_selection import KFold, cross_val_predict
     from sklearn.neural_network import MLPRegressor
@@ -149,11 +148,11 @@ def fit_regressor(
     return tensors, 1, cv | {"alpha": float(estimator.alpha_)}
 
 
-def _t(values: Any) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(values, dtype=np.float32))
+def _t(values: Any) -> np.ndarray:
+    return np.asarray(values, dtype=np.float32)
 
 
-def _standardiser(scaler: Any) -> dict[str, torch.Tensor]:
+def _standardiser(scaler: Any) -> dict[str, np.ndarray]:
     return {"input.mean": _t(scaler.mean_), "input.scale": _t(scaler.scale_)}
 
 

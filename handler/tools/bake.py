@@ -1,107 +1,163 @@
-"""`python -m handler bake`: prepare a model directory at image build time, so run time downloads nothing.
+"""`python -m handler bake`: prepare a model directory at image build time, so run time needs no torch.
 
-Steps: fetch the checkpoint (or copy a local one), keep only what inference needs, trace the towers to
-TorchScript, check that the export answers like transformers, and precompute the text embeddings of the
-default policy and the default classes.
+Steps: fetch the checkpoint (or read a local one, in any form transformers loads), export the towers to
+ONNX (image fp32 and int8, text fp32), check the fp32 export against transformers (or refuse to bake),
+check int8 against fp32 on real photographs (the gate: int8 is used only if it passes), precompute the
+text embeddings of the default policy and classes, and record the backbone fingerprint. The output holds
+no torch weights: configs, tokenizer, the ONNX files and `onnx/manifest.json` with every figure.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import shutil
+from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
-import torch
+import numpy as np
 
-from handler.core.fingerprint import write_fingerprint
-from handler.core.model import CHECKPOINT_FILES, TEXT_LENGTH, ClipEncoder, load_encoder
+from handler.core.checkpoint import SIDE_FILES, download, has_tokenizer, require_weights
+from handler.core.cpu import available_cpus
+from handler.core.fingerprint import compute_fingerprint, write_fingerprint
+from handler.core.model import TEXT_LENGTH, ClipEncoder, Precision, load_encoder
+from handler.core.onnx_runtime import (
+    EXPORT_DIR,
+    IMAGE_FP32,
+    IMAGE_INT8,
+    MANIFEST_FILE,
+    MANIFEST_FORMAT,
+    TEXT_FP32,
+    load_image_tower,
+)
+from handler.core.policy import default_policy
 from handler.core.text_embeddings import save_text_embeddings
-from handler.core.towers import export_towers
 from handler.exceptions import ConfigurationError
 from handler.settings import Settings
+from handler.tools.int8_gate import Gate, check_int8, photographs_in, skimage_photographs
 
-REQUIRED_FILES = ("config.json", "preprocessor_config.json", "tokenizer.json")
+REQUIRED_FILES = ("config.json", "preprocessor_config.json")
 DEFAULT_CLASSES = ("nsfw", "sfw")  # the thesis API's default label set
 PARITY_ATOL = 1e-4
 
 
-def download(model_id: str) -> Path:
-    """The checkpoint's inference files from the hub (build time only): safetensors if published."""
-    from huggingface_hub import list_repo_files, snapshot_download
-
-    published = set(list_repo_files(model_id))
-    weights = "model.safetensors" if "model.safetensors" in published else "pytorch_model.bin"
-    return Path(snapshot_download(model_id, allow_patterns=[*CHECKPOINT_FILES, weights]))
-
-
-def copy_checkpoint(source: Path, out: Path, model_id: str) -> None:
-    """Copy inference files only; weights end up as safetensors whatever format the source used."""
+def check_source(source: Path) -> None:
     missing = [name for name in REQUIRED_FILES if not (source / name).is_file()]
+    if not has_tokenizer(source):
+        missing.append("tokenizer.json (or vocab.json + merges.txt)")
     if missing:
         raise ConfigurationError(f"{source} is not a CLIP checkpoint: missing {', '.join(missing)}")
-    out.mkdir(parents=True, exist_ok=True)
-    for name in CHECKPOINT_FILES:
-        if (source / name).is_file() and name != "model.safetensors":
-            shutil.copyfile(source / name, out / name)
-    if (source / "model.safetensors").is_file():
-        shutil.copyfile(source / "model.safetensors", out / "model.safetensors")
-    elif (source / "pytorch_model.bin").is_file():
-        from transformers import CLIPModel
+    require_weights(source)
 
-        CLIPModel.from_pretrained(source, local_files_only=True).save_pretrained(out, safe_serialization=True)
-        (out / "config.json").write_text((source / "config.json").read_text())
-    else:
-        raise ConfigurationError(f"{source} has no weights (model.safetensors or pytorch_model.bin)")
+
+def copy_side_files(source: Path, out: Path, model_id: str) -> None:
+    """Config, preprocessor and tokenizer files (whichever form the source has); never weights."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in SIDE_FILES:
+        if (source / name).is_file():
+            shutil.copyfile(source / name, out / name)
     (out / "MODEL_ID").write_text(model_id + "\n")
 
 
-def check_export_parity(out: Path, exported: ClipEncoder) -> dict[str, float]:
-    """The TorchScript towers must give the transformers embeddings; returns the worst differences."""
-    reference = load_encoder(Settings(model_dir=out, model_runtime="transformers"))
-    generator = torch.Generator().manual_seed(0)
-    side = exported.preprocess.crop_height
-    pixels = torch.randn(3, 3, side, exported.preprocess.crop_width, generator=generator)
+def write_manifest(out: Path, manifest: dict[str, Any]) -> None:
+    (out / EXPORT_DIR / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2) + "\n")
+
+
+def check_fp32_parity(reference: ClipEncoder, exported: ClipEncoder) -> dict[str, float]:
+    """The fp32 ONNX towers must give the transformers embeddings; returns the worst differences."""
+    side_h, side_w = reference.preprocess.crop_height, reference.preprocess.crop_width
+    pixels = np.random.default_rng(0).standard_normal((3, 3, side_h, side_w)).astype(np.float32)
     texts = ["a photo of a cat", "an explicit photo", "x"]
-    expected = reference.encode_pixels(pixels)
-    image_diff = float((exported.encode_pixels(pixels) - expected).abs().max())
-    text_diff = float((exported.encode_texts(texts) - reference.encode_texts(texts)).abs().max())
+    image_diff = float(np.abs(exported.encode_pixels(pixels) - reference.encode_pixels(pixels)).max())
+    text_diff = float(np.abs(exported.encode_texts(texts) - reference.encode_texts(texts)).max())
     scale_diff = abs(exported.logit_scale - reference.logit_scale)
-    bf16 = load_encoder(Settings(model_dir=out, model_runtime="torchscript", inference_precision="bf16"))
-    bf16_cosine = float((bf16.encode_pixels(pixels) * expected).sum(-1).min())
     if max(image_diff, text_diff) > PARITY_ATOL or scale_diff > 1e-4:
         raise RuntimeError(
-            f"the TorchScript export differs from transformers (image {image_diff:.2e}, "
-            f"text {text_diff:.2e}, logit scale {scale_diff:.2e}); "
-            "not baking a model that answers differently"
+            f"the ONNX export differs from transformers (image {image_diff:.2e}, text {text_diff:.2e}, "
+            f"logit scale {scale_diff:.2e}); not baking a model that answers differently"
         )
-    return {"image_max_abs_diff": image_diff, "text_max_abs_diff": text_diff, "bf16_cosine_min": bf16_cosine}
+    return {"image_max_abs_diff": image_diff, "text_max_abs_diff": text_diff}
 
 
 def precompute_text_embeddings(out: Path, encoder: ClipEncoder) -> int:
     """Embeddings of the built-in policy's prompts and the default classes, saved beside the weights."""
-    from handler.core.policy import default_policy
-
     policy = default_policy()
     groups = [tuple(p for c in policy.categories for p in c.prompts), DEFAULT_CLASSES]
     save_text_embeddings(out, {group: encoder.encode_texts(group) for group in groups})
     return len(groups)
 
 
-def bake(out: Path, model_id: str, from_dir: Path | None = None) -> dict[str, object]:
-    source = from_dir if from_dir is not None else download(model_id)
+def bake(
+    out: Path,
+    model_id: str,
+    from_dir: Path | None = None,
+    gate: Gate | None = None,
+    check_images: Path | None = None,
+) -> dict[str, Any]:
+    gate = gate or Gate()
     if out.exists() and any(out.iterdir()):
         raise ConfigurationError(f"{out} is not empty; bake into a new directory")
-    copy_checkpoint(source, out, model_id)
-    export_towers(out, TEXT_LENGTH)
-    exported = load_encoder(Settings(model_dir=out, model_runtime="torchscript"))
-    parity = check_export_parity(out, exported)
+    source = from_dir if from_dir is not None else download(model_id)
+    check_source(source)
+    photos = photographs_in(check_images) if check_images else skimage_photographs()  # fail before work
+    reference = load_encoder(
+        Settings(model_dir=source, model_runtime="transformers", inference_precision="fp32")
+    )
+    copy_side_files(source, out, model_id)
+
+    from handler.tools.export_onnx import export_towers, quantize_image_tower
+
+    image_module, text_module = reference.image_tower.module, reference.load_text_tower().module  # type: ignore[attr-defined]
+    folder = export_towers(image_module, text_module, out, reference.preprocess.crop_height, TEXT_LENGTH)
+    quantize_image_tower(folder)
+    manifest: dict[str, Any] = {
+        "format": MANIFEST_FORMAT,
+        "model_id": model_id,
+        "logit_scale": reference.logit_scale,
+        "text_length": TEXT_LENGTH,
+        "image_side": reference.preprocess.crop_height,
+        "files": {"image_fp32": IMAGE_FP32, "image_int8": IMAGE_INT8, "text_fp32": TEXT_FP32},
+        "exported_with": {p: version(p) for p in ("torch", "transformers", "onnx", "onnxruntime")},
+        "int8": {"passed": False},
+    }
+    write_manifest(out, manifest)
+    exported = load_encoder(Settings(model_dir=out, model_runtime="onnx", inference_precision="fp32"))
+    manifest["parity_fp32"] = check_fp32_parity(reference, exported)
+
+    int8 = dataclasses.replace(
+        exported,
+        image_tower=load_image_tower(out, int8=True, threads=available_cpus()),
+        precision=Precision.int8,
+    )
+    policy = default_policy()
+    prompts = [tuple(c.prompts) for c in policy.categories]
+    policy_embeddings = np.stack([reference.encode_texts(group).mean(axis=0) for group in prompts])
+    policy_embeddings /= np.linalg.norm(policy_embeddings, axis=-1, keepdims=True)
+    source_name = str(check_images) if check_images else "scikit-image photographs (mirrored, cropped)"
+    result = check_int8(
+        reference, int8, photos, DEFAULT_CLASSES, policy, policy_embeddings, gate, source_name
+    )
+    manifest["int8"] = result.as_dict()
+    if not result.passed:  # not used: leave it out of the image
+        (folder / IMAGE_INT8).unlink()
+        manifest["files"].pop("image_int8")
+    write_manifest(out, manifest)
+
     groups = precompute_text_embeddings(out, exported)
-    fingerprint = write_fingerprint(out)  # trained heads check it; no hashing of weights at a cold start
-    summary: dict[str, object] = {
+    fingerprint = write_fingerprint(out, compute_fingerprint(source))  # the source's weights, any form
+    return {
         "model_id": model_id,
         "out": str(out),
         "files": sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()),
-        "parity": parity,
+        "parity_fp32": manifest["parity_fp32"],
+        "int8": manifest["int8"],
+        "int8_used_by_auto": result.passed,
+        "note": (
+            "int8 passed its gate: INFERENCE_PRECISION=auto serves int8"
+            if result.passed
+            else "int8 missed its gate and was left out: INFERENCE_PRECISION=auto serves fp32"
+        ),
         "text_embedding_groups": groups,
         "backbone_fingerprint": fingerprint,
     }
-    return summary

@@ -1,4 +1,4 @@
-"""How far a fast path (bf16 image tower) strays from the fp32 reference, on the caller's own images."""
+"""How far a fast path (int8 or bf16 image tower) strays from fp32, on the caller's own images."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
+import numpy as np
 from PIL import Image
 
 from handler.core.model import ClipEncoder, Precision, load_encoder
@@ -31,7 +31,8 @@ class ParityReport:
 
 
 def load_pair(model_dir: Path | None, precision: Precision) -> tuple[ClipEncoder, ClipEncoder]:
-    """The fp32 reference and the fast path, from the same checkpoint."""
+    """The fp32 reference and the fast path, from the same checkpoint and runtime (int8: a baked
+    directory's ONNX towers; bf16: a raw checkpoint's transformers towers)."""
     reference = load_encoder(Settings(model_dir=model_dir, inference_precision="fp32"))
     fast = load_encoder(Settings(model_dir=model_dir, inference_precision=precision.value))
     return reference, fast
@@ -50,17 +51,17 @@ def compare(
 
     cache = TextEmbeddingCache(reference.encode_texts)
     label_embeddings = cache.texts(list(labels))
-    ref_emb = torch.cat(
+    ref_emb = np.concatenate(
         [reference.encode_images(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
     )
-    fast_emb = torch.cat(
+    fast_emb = np.concatenate(
         [fast.encode_images(images[i : i + batch_size]) for i in range(0, len(images), batch_size)]
     )
-    cosines = (ref_emb * fast_emb).sum(dim=-1)
+    cosines = (ref_emb * fast_emb).sum(axis=-1)
     ref_p = probabilities(ref_emb, label_embeddings, reference.logit_scale)
     fast_p = probabilities(fast_emb, label_embeddings, reference.logit_scale)
-    top1 = float((ref_p.argmax(-1) == fast_p.argmax(-1)).float().mean())
-    max_diff = float((ref_p - fast_p).abs().max())
+    top1 = float((ref_p.argmax(-1) == fast_p.argmax(-1)).mean())
+    max_diff = float(np.abs(ref_p - fast_p).max())
     verdicts = None
     if policy is not None:
         from handler.core.fingerprint import backbone_fingerprint

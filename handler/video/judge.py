@@ -13,8 +13,9 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
+import numpy as np
 from PIL import Image
 
 from handler.core.policy import Policy
@@ -37,9 +38,9 @@ _TIMEOUT_RESERVE_S = 10.0
 class FrameScorer(Protocol):
     """What judging needs from the model (the `Moderator` is one)."""
 
-    def embed(self, images: Sequence[Image.Image]) -> Any: ...
+    def embed(self, images: Sequence[Image.Image]) -> np.ndarray: ...
 
-    def judge_embeddings(self, embeddings: Any, policy: Policy) -> list[Decision]: ...
+    def judge_embeddings(self, embeddings: np.ndarray, policy: Policy) -> list[Decision]: ...
 
 
 class FrameSource(Protocol):

@@ -1,0 +1,91 @@
+"""Export CLIP's towers to ONNX with torch.onnx (build time only), and quantise the image tower to int8.
+
+The image tower goes out in fp32 and, dynamically quantised (int8 weights per output channel, int8
+activations scaled per batch at run time), in int8; the text tower in fp32 (it runs at bake time and on
+a new label set only). Batch is dynamic; text is padded to a fixed length.
+"""
+
+from __future__ import annotations
+
+import logging
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+
+from handler.core.onnx_runtime import EXPORT_DIR, IMAGE_FP32, IMAGE_INT8, TEXT_FP32
+
+OPSET = 18
+
+
+@contextmanager
+def _quiet_export() -> Iterator[None]:
+    """torch.onnx logs each torchvision op it skips; the quantiser suggests a pre-processing step."""
+    loggers = [logging.getLogger("torch.onnx"), logging.getLogger()]  # quantize_dynamic logs on the root
+    levels = [logger.level for logger in loggers]
+    for logger in loggers:
+        logger.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for logger, level in zip(loggers, levels, strict=True):
+            logger.setLevel(level)
+
+
+def export_towers(
+    image_tower: torch.nn.Module, text_tower: torch.nn.Module, out: Path, image_side: int, text_length: int
+) -> Path:
+    """Write `out/onnx/{image_fp32,text_fp32}.onnx`, one self-contained file each; returns the folder."""
+    folder = out / EXPORT_DIR
+    folder.mkdir(parents=True, exist_ok=True)
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    pixels = torch.randn(2, 3, image_side, image_side)
+    ids = torch.ones(2, text_length, dtype=torch.long)
+    with torch.no_grad(), _quiet_export():
+        torch.onnx.export(
+            image_tower,
+            (pixels,),
+            str(folder / IMAGE_FP32),
+            input_names=["pixel_values"],
+            output_names=["image_features"],
+            dynamic_shapes={"pixel_values": {0: batch}},
+            opset_version=OPSET,
+            external_data=False,
+            dynamo=True,
+            verbose=False,
+        )
+        torch.onnx.export(
+            text_tower,
+            (ids, torch.ones_like(ids)),
+            str(folder / TEXT_FP32),
+            input_names=["input_ids", "attention_mask"],
+            output_names=["text_features"],
+            dynamic_shapes={"input_ids": {0: batch}, "attention_mask": {0: batch}},
+            opset_version=OPSET,
+            external_data=False,
+            dynamo=True,
+            verbose=False,
+        )
+    return folder
+
+
+def quantize_image_tower(folder: Path) -> Path:
+    """int8 weights per output channel for the MatMul/Gemm layers (nearly all of ViT's compute); the
+    patch-embedding convolution stays fp32. Activations are quantised per batch at run time, so there is
+    no calibration step to overfit: the photographs only check the result (handler/tools/int8_gate.py)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target = folder / IMAGE_INT8
+    with _quiet_export():
+        quantize_dynamic(
+            folder / IMAGE_FP32,
+            target,
+            op_types_to_quantize=["MatMul", "Gemm"],
+            per_channel=True,
+            weight_type=QuantType.QInt8,
+        )
+    return target
