@@ -2,7 +2,7 @@
 
 No browser is downloaded: Playwright drives the system's `/usr/bin/chromium` (`.ci/run` installs it
 where apt is available); without it every test here skips with one line saying so. Set
-CONSOLE_SCREENSHOTS=docs to refresh the README's screenshots.
+CONSOLE_SCREENSHOTS=docs to refresh the docs' screenshots (docs/api.md shows them).
 """
 
 from __future__ import annotations

@@ -128,3 +128,24 @@ def test_pip_builds_a_wheel_with_the_type_marker_the_policy_and_the_command(tmp_
     assert f"{info}/licenses/LICENSE" in names
     entry_points = zipfile.ZipFile(wheel).read(f"{info}/entry_points.txt").decode()
     assert "clip-moderation = handler.cli:main" in entry_points
+
+
+def test_the_readme_shows_both_commands_and_its_links_reach_existing_docs() -> None:
+    """`mkdocs build --strict` checks the links inside docs/; the README is outside the site, so here."""
+    from markdown.extensions.toc import slugify
+
+    readme = (ROOT / "README.md").read_text()
+    quick_start = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    assert "make serve" in quick_start
+    assert "make test" in quick_start
+    links = re.findall(r"\]\(([^)\s]+)\)", readme)
+    local = [link for link in links if not re.match(r"[a-z]+:", link)]
+    assert any(link.startswith("docs/") for link in local)
+    for link in local:
+        path, _, anchor = link.partition("#")
+        target = ROOT / path
+        assert target.is_file(), f"README.md links to {path}, which does not exist"
+        if anchor:
+            headings = re.findall(r"^#{1,6} (.+)$", target.read_text(), re.M)
+            slugs = {slugify(h.replace("`", ""), "-") for h in headings}
+            assert anchor in slugs, f"README.md links to {link}, but {path} has no heading #{anchor}"

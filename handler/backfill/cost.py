@@ -18,7 +18,7 @@ S3_PUT_CLASS = 0.005 / 1000  # PUT, COPY, POST, LIST (and PutObjectTagging), per
 # GET of the body (reads), then PutObjectTagging (a write). A quarantine adds a copy and a delete.
 FUNCTION_READS_PER_OBJECT = 4
 FUNCTION_WRITES_PER_OBJECT = 1
-# `make bench`, 2026-11-23 (README, Performance): one image per invocation, fp32, Lambda prices of
+# `make bench`, 2026-11-23 (docs/performance.md): one image per invocation, fp32, Lambda prices of
 # PRICE_DATE, which is how Batch Operations invokes the function (one task per invocation).
 BENCH_DATE = "2026-11-23"
 LAMBDA_PER_IMAGE = 4.50 / 1_000_000
@@ -42,7 +42,7 @@ class Estimate:
 
 
 def lambda_cost_per_image(bench_json: Path | None, precision: str = "fp32") -> tuple[float, str]:
-    """The function's cost per image from a `make bench` result file, else the README's measured figure."""
+    """The function's cost per image from a `make bench` result file, else the docs' measured figure."""
     if bench_json is None:
         return LAMBDA_PER_IMAGE, f"make bench, {BENCH_DATE} (fp32, one image per invocation)"
     per_million = json.loads(bench_json.read_text())["cost_per_million_usd"][f"single_{precision}"]
