@@ -74,6 +74,14 @@ def body_chunks(s3: Any, ref: ObjectRef) -> Iterator[bytes]:
     return chunks()
 
 
+def read_limited(s3: Any, ref: ObjectRef, limit: int) -> bytes:
+    """The body, after HeadObject shows it is within `limit` (PayloadTooLarge past it, nothing downloaded)."""
+    from handler.inputs.images import check_size
+
+    check_size(size_of(s3, ref), limit)
+    return read_body(s3, ref)
+
+
 def size_of(s3: Any, ref: ObjectRef) -> int:
     """ContentLength from HeadObject (raises the ClientError when it cannot be read)."""
     return int(s3.head_object(Bucket=ref.bucket, Key=ref.key, **version_args(ref))["ContentLength"])
