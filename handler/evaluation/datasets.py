@@ -175,7 +175,8 @@ def _read_s3(ref: ObjectRef, settings: Settings) -> bytes:
     from handler.s3.faults import error_code, is_gone
 
     try:
-        return objects.read_limited(get_s3_client(), ref, settings.max_image_bytes)
+        data, _, _ = objects.read_limited(get_s3_client(), ref, settings.max_image_bytes)
+        return data
     except ClientError as exc:
         if is_gone(exc) or error_code(exc) in ("403", "AccessDenied", "NoSuchBucket"):
             raise InputError(f"cannot read {ref}: {error_code(exc)}") from exc

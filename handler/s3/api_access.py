@@ -44,8 +44,11 @@ def _guarded(ref: ObjectRef, settings: Settings, read: Callable[[], T]) -> T:
         raise
 
 
-def read_image(ref: ObjectRef, settings: Settings, limit: int, client: Any = None) -> bytes:
-    """The object's bytes, after HeadObject shows it is within `limit` (PayloadTooLarge past it)."""
+def read_image(
+    ref: ObjectRef, settings: Settings, limit: int, client: Any = None
+) -> tuple[bytes, ObjectRef, str | None]:
+    """The object's bytes, after HeadObject shows it is within `limit` (PayloadTooLarge past it), with the
+    exact version read and its ETag."""
     s3 = client or get_s3_client()
     return _guarded(ref, settings, lambda: objects.read_limited(s3, ref, limit))
 
