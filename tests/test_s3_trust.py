@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from handler.core.moderator import Moderator, get_moderator
+from handler.inputs.images import ImageLimits, decode_still
 from handler.s3.tags import POLICY, REASON, VERDICT
 from tests.conftest import image_bytes
 from tests.event_loader import encode_key, load_event, sqs_event
@@ -75,7 +76,9 @@ def test_one_poison_object_fails_only_its_own_message(
 ) -> None:
     main = deploy("quarantine")
     poison = image_bytes("PNG", color=(1, 2, 3, 255))
-    poison_pixels = get_moderator().pixels(get_moderator().decode(poison))
+    mod = get_moderator()
+    region = decode_still(poison, ImageLimits.from_settings(mod.settings), mod.encoder.preprocess)
+    poison_pixels = mod.pixels(region)
     explicit_version = put(s3, "explicit.jpg", image_bytes())
     poison_version = put(s3, "poison.png", poison)
     real = Moderator.embed_pixels

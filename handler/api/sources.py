@@ -87,6 +87,10 @@ class S3Object:
         return f"s3://{self.ref.bucket}/{self.ref.key}"
 
     def read_image(self, settings: Settings) -> bytes:
+        return self.read_version(settings)[0]
+
+    def read_version(self, settings: Settings) -> tuple[bytes, ObjectRef, str | None]:
+        """The bytes, the exact version they came from and its ETag (for the decision record)."""
         return api_access.read_image(self.ref, settings, settings.max_image_bytes)
 
     def video_chunks(self, settings: Settings) -> Iterator[bytes]:

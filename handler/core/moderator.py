@@ -74,16 +74,6 @@ class Moderator:
             raise InputError(f"unknown policy {name!r}; available: {', '.join(self.policies.names)}")
         return policy
 
-    def decode(self, data: bytes) -> Image.Image:
-        """Deprecated (the S3 flow's last use): decoding lives in `handler.inputs.images.decode_still` and
-        `handler.media`.
-
-        Returns the model-sized region (`handler.core.preprocess.model_image`), not the full image.
-        """
-        from handler.inputs.images import ImageLimits, decode_still
-
-        return decode_still(data, ImageLimits.from_settings(self.settings), self.encoder.preprocess)
-
     def embed(self, images: Sequence[Image.Image]) -> np.ndarray:
         return self.encoder.encode_images(images)
 

@@ -65,7 +65,7 @@ class DecisionRecord:
     extra_tags: Mapping[str, str] = field(default_factory=dict)  # e.g. videos' first flagged second
     displaced_tags: Mapping[str, str] = field(default_factory=dict)  # user tags that made room for ours
     quarantine: Quarantined | None = None
-    source: str = "s3"  # s3 | api | review
+    source: str = "s3"  # s3 (the flow's own record) | api (a caller's /v1/moderate of an s3 source)
     caller: Mapping[str, str] = field(default_factory=dict)
     state: str = PENDING
     judged_at: str = field(default_factory=now_iso)
@@ -77,7 +77,10 @@ class DecisionRecord:
 
     @property
     def sk(self) -> str:
-        return f"{self.version}#{self.judged_by}"
+        """The S3 flow's key is one per version + judged-by id (idempotency reads it); a decision made for
+        an API caller is history only, one item per call, and never stands in for the S3 flow's."""
+        base = f"{self.version}#{self.judged_by}"
+        return base if self.source == "s3" else f"{base}#{self.source}@{self.judged_at}"
 
     @property
     def done(self) -> bool:
@@ -93,7 +96,7 @@ class DecisionRecord:
             if value is None or value == {} or value == () or value == "":
                 continue
             item[name] = _to_dynamo(value)
-        if self.verdict == REVIEW_QUEUE and self.done and not self.review:
+        if self.verdict == REVIEW_QUEUE and self.done and not self.review and self.source == "s3":
             item["queue"] = REVIEW_QUEUE  # the sparse review-queue index holds exactly these
         return item
 

@@ -83,6 +83,14 @@ class DecisionTable:
             return stored
         return record
 
+    def add(self, record: DecisionRecord) -> None:
+        """A history-only item (an API caller's decision on an object): its key is unique to it."""
+        self.client.put_item(
+            TableName=self.name,
+            Item=self._to_wire(record.to_item()),
+            ConditionExpression="attribute_not_exists(sk)",
+        )
+
     def complete(self, record: DecisionRecord, quarantine: Quarantined | None = None) -> DecisionRecord:
         """Mark the record's actions done (and where its quarantine copy went)."""
         done = record.with_changes(state=DONE, quarantine=quarantine or record.quarantine)

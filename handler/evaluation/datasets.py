@@ -16,6 +16,8 @@ from pathlib import Path
 
 from handler.exceptions import InputError
 from handler.feedback import FeedbackRecord, latest_corrections
+from handler.s3 import objects
+from handler.s3.events import ObjectRef
 from handler.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -151,11 +153,9 @@ def from_feedback(records: list[FeedbackRecord], images: Iterable[Path] = ()) ->
 def read_sample(ref: str, settings: Settings) -> bytes:
     """The bytes behind a reference (S3 object version, URL with the service's fetch rules, or file)."""
     if ref.startswith("s3://"):
-        from handler.inputs.sources import from_s3
-
         bucket, _, rest = ref[len("s3://") :].partition("/")
         key, _, version = rest.partition("?versionId=")
-        return from_s3(bucket, key, version or None, settings)
+        return _read_s3(ObjectRef(bucket, key, version or None), settings)
     if ref.startswith(("http://", "https://")):
         from handler.inputs.sources import from_url
 
@@ -165,3 +165,19 @@ def read_sample(ref: str, settings: Settings) -> bytes:
 
 def label_counts(samples: Iterable[Sample]) -> dict[str, int]:
     return dict(sorted(Counter(s.label for s in samples).items()))
+
+
+def _read_s3(ref: ObjectRef, settings: Settings) -> bytes:
+    """An object for the operator's tools (the operator's credentials: no API allowlist here)."""
+    from botocore.exceptions import ClientError
+
+    from handler.s3.client import get_s3_client
+    from handler.s3.faults import error_code, is_gone
+
+    try:
+        data, _, _ = objects.read_limited(get_s3_client(), ref, settings.max_image_bytes)
+        return data
+    except ClientError as exc:
+        if is_gone(exc) or error_code(exc) in ("403", "AccessDenied", "NoSuchBucket"):
+            raise InputError(f"cannot read {ref}: {error_code(exc)}") from exc
+        raise

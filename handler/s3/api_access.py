@@ -44,17 +44,13 @@ def _guarded(ref: ObjectRef, settings: Settings, read: Callable[[], T]) -> T:
         raise
 
 
-def read_image(ref: ObjectRef, settings: Settings, limit: int, client: Any = None) -> bytes:
-    """The object's bytes, after HeadObject shows it is within `limit` (PayloadTooLarge past it)."""
-    from handler.inputs.images import check_size
-
+def read_image(
+    ref: ObjectRef, settings: Settings, limit: int, client: Any = None
+) -> tuple[bytes, ObjectRef, str | None]:
+    """The object's bytes, after HeadObject shows it is within `limit` (PayloadTooLarge past it), with the
+    exact version read and its ETag."""
     s3 = client or get_s3_client()
-
-    def read() -> bytes:
-        check_size(objects.size_of(s3, ref), limit)
-        return objects.read_body(s3, ref)
-
-    return _guarded(ref, settings, read)
+    return _guarded(ref, settings, lambda: objects.read_limited(s3, ref, limit))
 
 
 def open_stream(

@@ -12,6 +12,7 @@ from handler.core.provenance import JudgedBy
 from handler.core.scoring import Decision
 from handler.decisions.record import DecisionRecord
 from handler.decisions.table import DecisionTable
+from handler.media.judge import MediaLimits
 from handler.s3.video import InvocationClock
 from handler.s3.work import Item
 from handler.settings import Settings
@@ -25,6 +26,7 @@ class FlowContext:
     judged_by: JudgedBy
     table: DecisionTable | None
     clock: InvocationClock
+    limits: MediaLimits
 
     @property
     def settings(self) -> Settings:

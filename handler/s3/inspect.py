@@ -10,10 +10,11 @@ from __future__ import annotations
 from handler.decisions.record import version_token
 from handler.exceptions import InputError
 from handler.inputs.images import sniff_image_format
+from handler.media.values import MultiFrame, image_media
 from handler.s3 import objects as s3_object
 from handler.s3 import video as s3_video
 from handler.s3.context import FlowContext
-from handler.s3.work import Item, Outcome, Sequence
+from handler.s3.work import Item, Outcome, StreamedVideo
 from handler.video.formats import VIDEO_SNIFF_BYTES, sniff_video_format
 
 
@@ -70,7 +71,7 @@ def _read_media(ctx: FlowContext, item: Item, size: int) -> None:
     first = s3_object.first_bytes(ctx.s3, item.ref, VIDEO_SNIFF_BYTES)
     video_format = sniff_video_format(first)
     if video_format is not None:
-        item.sequence, item.kind = Sequence(video_format, size), "video"
+        item.sequence, item.kind = StreamedVideo(video_format, size), "video"
         return
     if size > limit:
         ctx.errored(item, f"object is {size} bytes, over the limit of {limit} bytes")
@@ -80,12 +81,12 @@ def _read_media(ctx: FlowContext, item: Item, size: int) -> None:
         ctx.errored(item, "not an image or a video: no known image or video signature")
         return
     data = s3_object.read_body(ctx.s3, item.ref)
-    try:
-        if s3_video.is_animated(image_format, data):  # every frame is judged, as for a video
-            item.sequence, item.kind = Sequence(image_format, size, data), "animated"
-            return
-        item.pixels = ctx.mod.pixels(ctx.mod.decode(data))  # only model-sized arrays wait for the model
+    try:  # any failure to decode uploader bytes is the object's error verdict, never its neighbours'
+        media = image_media(data, ctx.limits.image, ctx.limits.preprocess)
     except InputError as exc:
         ctx.errored(item, f"undecodable {image_format}: {exc.detail}")
-    except Exception as exc:  # any failure to decode uploader bytes is the object's, never its neighbours'
-        ctx.errored(item, f"undecodable {image_format}: {type(exc).__name__}: {exc}")
+        return
+    if isinstance(media, MultiFrame):  # every frame is judged, as for a video
+        item.sequence, item.kind = media, "frames"
+    else:
+        item.pixels = ctx.mod.pixels(media.image)  # only model-sized arrays wait for the model

@@ -13,7 +13,7 @@ import time
 from handler.exceptions import InputError
 from handler.s3 import video as s3_video
 from handler.s3.context import FlowContext
-from handler.s3.work import Item, Outcome
+from handler.s3.work import Item, Outcome, StreamedVideo
 
 logger = logging.getLogger(__name__)
 
@@ -47,24 +47,22 @@ def _judge_together(ctx: FlowContext, items: list[Item]) -> None:
 def judge_sequences(ctx: FlowContext, items: list[Item]) -> None:
     """In event order, so the invocation clock that decides whether another one fits sees them in turn."""
     for item in items:
-        sequence = item.sequence
-        assert sequence is not None
+        timed = item.sequence
+        assert timed is not None
         try:
-            if sequence.data is None:
+            if isinstance(timed, StreamedVideo):
                 verdict = s3_video.judge_video_object(
-                    ctx.s3, ctx.mod, ctx.policy, item.ref, sequence.size, sequence.format, ctx.clock
+                    ctx.s3, ctx.mod, ctx.policy, ctx.limits, item.ref, timed.size, timed.format, ctx.clock
                 )
             else:
-                verdict = s3_video.judge_animated(
-                    sequence.data, sequence.format, ctx.mod, ctx.policy, ctx.clock
-                )
+                verdict = s3_video.judge_frames_object(timed, ctx.mod, ctx.policy, ctx.limits, ctx.clock)
         except s3_video.VideoDeferred as exc:
             item.fail(exc, Outcome.deferred)
         except InputError as exc:
-            kind = "video" if sequence.data is None else "animated image"
-            ctx.errored(item, f"{sequence.format} {kind}: {exc.detail}")
+            kind = "video" if isinstance(timed, StreamedVideo) else "multi-frame image"
+            ctx.errored(item, f"{timed.format} {kind}: {exc.detail}")
         except Exception as exc:
             item.fail(exc)
         else:
-            ctx.decided(item, verdict.as_decision(), s3_video.video_tags(verdict))
-            item.frames = len(verdict.frames)
+            ctx.decided(item, verdict.decision, s3_video.video_tags(verdict))
+            item.frames = verdict.frames

@@ -18,6 +18,7 @@ from typing import Any
 from handler.core.moderator import Moderator, get_moderator
 from handler.decisions.table import DecisionTable, get_decision_table
 from handler.logs import log_decision
+from handler.media.judge import MediaLimits
 from handler.observability import metrics
 from handler.s3.acting import act
 from handler.s3.client import get_s3_client
@@ -50,6 +51,7 @@ def moderate_objects(
         judged_by=mod.judged_by(policy),
         table=table if table is not None else get_decision_table(mod.settings),
         clock=InvocationClock(mod.settings),
+        limits=MediaLimits.from_settings(mod.settings, mod.encoder.preprocess),
     )
     unique: dict[tuple[str, str, str | None], Item] = {}
     for ref in refs:  # the same version twice in one batch (a duplicate delivery): act once

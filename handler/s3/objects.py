@@ -74,6 +74,17 @@ def body_chunks(s3: Any, ref: ObjectRef) -> Iterator[bytes]:
     return chunks()
 
 
+def read_limited(s3: Any, ref: ObjectRef, limit: int) -> tuple[bytes, ObjectRef, str | None]:
+    """The body, after HeadObject shows it is within `limit` (PayloadTooLarge past it, nothing downloaded),
+    read from the very version that was sized; with that version and its ETag."""
+    from handler.inputs.images import check_size
+
+    response: dict[str, Any] = s3.head_object(Bucket=ref.bucket, Key=ref.key, **version_args(ref))
+    check_size(int(response["ContentLength"]), limit)
+    pinned = ref.pinned(response.get("VersionId"))
+    return read_body(s3, pinned), pinned, response.get("ETag")
+
+
 def size_of(s3: Any, ref: ObjectRef) -> int:
     """ContentLength from HeadObject (raises the ClientError when it cannot be read)."""
     return int(s3.head_object(Bucket=ref.bucket, Key=ref.key, **version_args(ref))["ContentLength"])

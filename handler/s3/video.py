@@ -9,21 +9,19 @@ its result is a retryable failure and SQS delivers it again, to an invocation of
 
 from __future__ import annotations
 
-import io
 import time
 from typing import Any
 
-from PIL import Image
-
 from handler.core.moderator import Moderator
 from handler.core.policy import Policy
+from handler.media.judge import MediaLimits, MediaVerdict, judge
+from handler.media.values import MultiFrame, Video
 from handler.s3.events import ObjectRef
 from handler.s3.objects import body_chunks
 from handler.s3.tags import FIRST_FLAGGED
 from handler.settings import Settings
 from handler.video.inputs import spooled, too_large
-from handler.video.judge import ANIMATED_FORMATS, moderate_video, video_time_limit_s
-from handler.video.verdict import VideoVerdict
+from handler.video.judge import video_time_limit_s
 
 
 class VideoDeferred(RuntimeError):
@@ -70,49 +68,30 @@ def judge_video_object(
     s3: Any,
     mod: Moderator,
     policy: Policy,
+    limits: MediaLimits,
     ref: ObjectRef,
     size: int,
     video_format: str,
     clock: InvocationClock,
-) -> VideoVerdict:
+) -> MediaVerdict:
     """Download (streamed) and judge one video version of `size` bytes. InputError: tag it as an error."""
     limit = video_size_limit(mod.settings)
     if size > limit:
         raise too_large(size, limit)
     started = clock.start_video()
     with spooled(body_chunks(s3, ref), limit) as path:
-        return moderate_video(
-            path,
-            video_format,
-            mod,
-            policy,
-            mod.settings,
-            mod.encoder.preprocess.shortest_edge,
-            started=started,
-        )
+        return judge(Video(path, video_format), mod, policy, limits, started=started)
 
 
-def is_animated(image_format: str, data: bytes) -> bool:
-    if image_format not in ANIMATED_FORMATS:
-        return False
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return bool(getattr(image, "is_animated", False))
-    except Exception:  # an unreadable file is the still-image path's to report
-        return False
+def judge_frames_object(
+    media: MultiFrame, mod: Moderator, policy: Policy, limits: MediaLimits, clock: InvocationClock
+) -> MediaVerdict:
+    """Every frame of a multi-frame image (GIF, WebP, APNG, TIFF pages...), on the invocation clock."""
+    return judge(media, mod, policy, limits, started=clock.start_video())
 
 
-def judge_animated(
-    data: bytes, image_format: str, mod: Moderator, policy: Policy, clock: InvocationClock
-) -> VideoVerdict:
-    """Every frame of an animated GIF/WebP is a candidate sample, as for a video."""
-    started = clock.start_video()
-    return moderate_video(
-        data, image_format, mod, policy, mod.settings, mod.encoder.preprocess.shortest_edge, started=started
-    )
-
-
-def video_tags(verdict: VideoVerdict) -> dict[str, str]:
-    """Tags only videos get, after the usual ones: where the first flagged segment starts."""
-    first = verdict.first_flagged_s
+def video_tags(verdict: MediaVerdict) -> dict[str, str]:
+    """Tags only videos and multi-frame images get, after the usual ones: where the first flagged
+    segment starts."""
+    first = verdict.timeline.first_flagged_s if verdict.timeline is not None else None
     return {} if first is None else {FIRST_FLAGGED: f"{first:.1f}"}

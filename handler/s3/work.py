@@ -8,6 +8,7 @@ from typing import Any
 
 from handler.core.scoring import Decision
 from handler.decisions.record import DecisionRecord
+from handler.media.values import MultiFrame
 from handler.s3.events import ObjectRef
 
 
@@ -38,12 +39,14 @@ class ObjectResult:
 
 
 @dataclass(frozen=True)
-class Sequence:
-    """A video (streamed from S3 when its turn comes) or a multi-frame image (already read)."""
+class StreamedVideo:
+    """A video object, streamed from S3 to a temporary file when its turn comes."""
 
     format: str
     size: int
-    data: bytes | None = None  # animated images only
+
+
+Timed = StreamedVideo | MultiFrame  # judged in event order, on the invocation clock
 
 
 @dataclass
@@ -56,12 +59,12 @@ class Item:
     tags: dict[str, str] = field(default_factory=dict)
     version: str = ""  # decisions.record.version_token of the version inspected
     pixels: Any = None  # a still, already preprocessed to the model's input size
-    sequence: Sequence | None = None
+    sequence: Timed | None = None
     record: DecisionRecord | None = None  # the verdict to act on
     claimed: bool = False  # `record` is already the table's (a resumed action)
     decision: Decision | None = None
     result: ObjectResult | None = None
-    kind: str = "image"  # image | video | animated (for logs and metrics)
+    kind: str = "image"  # image | video | frames (for logs and metrics)
     model_ms: float | None = None  # this object's share of its forward pass
     frames: int | None = None  # frames judged (videos and animations)
 
