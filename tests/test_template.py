@@ -937,3 +937,15 @@ def test_quarantine_rate_alarm_is_off_by_default(transformed: Json, buffered: di
     alarm = rendered["Resources"]["QuarantineRateAlarm"]["Properties"]
     assert int(alarm["Threshold"]) == 5
     assert {m["Id"] for m in alarm["Metrics"]} == {"rate", "total", "q", "a", "r", "e"}
+
+
+def test_video_sampling_is_keyed_per_stack(transformed: Json) -> None:
+    def key(**overrides: str) -> Json:
+        rendered = render(transformed["buffered"], overrides)
+        return rendered["Resources"]["ModerationFunction"]["Properties"]["Environment"]["Variables"][
+            "VIDEO_SAMPLING_KEY"
+        ]
+
+    assert key() == {"Ref": "AWS::StackId"}  # stable across containers and retries, unknown to uploaders
+    assert key(VideoSamplingKey="s3cr3t") == "s3cr3t"
+    assert load_template()["Parameters"]["VideoSamplingKey"]["NoEcho"] is True

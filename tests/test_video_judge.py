@@ -135,6 +135,7 @@ def test_the_real_model_through_the_same_interface(tmp_path: Path, moderator: Mo
     path = make_video(tmp_path / "a.mp4", [(BLUE, 1), (RED, 2)])
     policy = moderator.policies.default
     verdict = moderate_video(path, "mp4", moderator, policy, moderator.settings, 224)
-    assert len(verdict.frames) == 1 + 3 + 1 or verdict.early_exit  # the first, one a second, the cut
+    # The first, one a second (jittered), and the cut at 1 s unless the second's sample already lands on it.
+    assert len(verdict.frames) in (1 + 3, 1 + 3 + 1) or verdict.early_exit
     assert set(verdict.frames[0].scores) == {c.name for c in policy.categories}
     assert verdict.verdict in set(Action)
