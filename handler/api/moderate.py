@@ -17,7 +17,7 @@ from handler.api.schemas import ModerateResponse
 from handler.api.sources import S3Object, Source
 from handler.core.moderator import Moderator
 from handler.core.scoring import Decision
-from handler.decisions.record import DONE, DecisionRecord, version_token
+from handler.decisions.record import DONE, new_record
 from handler.decisions.table import get_decision_table
 from handler.logs import log_decision
 from handler.media.judge import judge
@@ -86,30 +86,8 @@ def _record(
     if table is None:
         return
     by = mod.judged_by(decision.policy)
-    table.add(
-        DecisionRecord(
-            bucket=ref.bucket,
-            key=ref.key,
-            version=version_token(ref.version_id, etag),
-            version_id=ref.version_id,
-            etag=etag,
-            judged_by=by.id,
-            verdict=decision.verdict.value,
-            top=decision.top,
-            score=decision.top_score,
-            scores=decision.scores,
-            head_scores=decision.head_scores,
-            flagged=tuple(decision.flagged),
-            policy=by.policy,
-            model_id=by.model_id,
-            model_fingerprint=by.model_fingerprint,
-            precision=by.precision,
-            head_fingerprints=by.head_fingerprints,
-            source="api",
-            caller=caller,
-            state=DONE,
-        )
-    )
+    record = new_record(ref.bucket, ref.key, ref.version_id, etag, by, decision=decision, source="api")
+    table.add(record.with_changes(caller=caller, state=DONE))
 
 
 def log_verdict(source: str, decision: Decision, ms: float, frames: int = 1) -> None:

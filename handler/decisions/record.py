@@ -7,7 +7,11 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from handler.core.provenance import JudgedBy
+    from handler.core.scoring import Decision
 
 PENDING = "acting"  # claimed: the verdict is final, its tags / quarantine move may not have finished
 DONE = "done"  # tags written and, for quarantine, the copy verified and the source version deleted
@@ -138,3 +142,43 @@ def _from_dynamo(value: Any) -> Any:
     if isinstance(value, list):
         return [_from_dynamo(v) for v in value]
     return value
+
+
+def new_record(
+    bucket: str,
+    key: str,
+    version_id: str | None,
+    etag: str | None,
+    by: JudgedBy,
+    *,
+    decision: Decision | None = None,
+    verdict: str | None = None,
+    **fields: Any,
+) -> DecisionRecord:
+    """A record of `decision` (or of a bare `verdict`, e.g. `error`) on one object version, by `by`."""
+    if decision is not None:
+        fields = {
+            "top": decision.top,
+            "score": decision.top_score,
+            "scores": decision.scores,
+            "head_scores": decision.head_scores,
+            "flagged": tuple(decision.flagged),
+            **fields,
+        }
+        verdict = decision.verdict.value
+    assert verdict is not None, "a record needs a decision or a verdict"
+    return DecisionRecord(
+        bucket=bucket,
+        key=key,
+        version=version_token(version_id, etag),
+        version_id=version_id,
+        etag=etag,
+        judged_by=by.id,
+        verdict=verdict,
+        policy=by.policy,
+        model_id=by.model_id,
+        model_fingerprint=by.model_fingerprint,
+        precision=by.precision,
+        head_fingerprints=by.head_fingerprints,
+        **fields,
+    )

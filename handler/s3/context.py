@@ -10,7 +10,7 @@ from handler.core.moderator import Moderator
 from handler.core.policy import Policy
 from handler.core.provenance import JudgedBy
 from handler.core.scoring import Decision
-from handler.decisions.record import DecisionRecord
+from handler.decisions.record import DecisionRecord, new_record
 from handler.decisions.table import DecisionTable
 from handler.media.judge import MediaLimits
 from handler.s3.video import InvocationClock
@@ -32,40 +32,19 @@ class FlowContext:
     def settings(self) -> Settings:
         return self.mod.settings
 
-    def _record(self, item: Item, verdict: str, **fields: Any) -> DecisionRecord:
-        by = self.judged_by
-        return DecisionRecord(
-            bucket=item.ref.bucket,
-            key=item.ref.key,
-            version=item.version,
-            version_id=item.ref.version_id,
-            etag=item.head.get("ETag"),
-            judged_by=by.id,
-            verdict=verdict,
-            policy=by.policy,
-            model_id=by.model_id,
-            model_fingerprint=by.model_fingerprint,
-            precision=by.precision,
-            head_fingerprints=by.head_fingerprints,
-            **fields,
+    def _record(self, item: Item, **fields: Any) -> DecisionRecord:
+        ref = item.ref
+        return new_record(
+            ref.bucket, ref.key, ref.version_id, item.head.get("ETag"), self.judged_by, **fields
         )
 
     def decided(self, item: Item, decision: Decision, extra_tags: Mapping[str, str] | None = None) -> None:
         """The model's verdict becomes the item's record to act on."""
         item.decision = decision
-        item.record = self._record(
-            item,
-            decision.verdict.value,
-            top=decision.top,
-            score=decision.top_score,
-            scores=decision.scores,
-            head_scores=decision.head_scores,
-            flagged=tuple(decision.flagged),
-            extra_tags=dict(extra_tags or {}),
-        )
+        item.record = self._record(item, decision=decision, extra_tags=dict(extra_tags or {}))
         item.pixels = item.sequence = None
 
     def errored(self, item: Item, reason: str) -> None:
         """The object cannot be judged (not an image, too large, undecodable): an `error` record."""
-        item.record = self._record(item, "error", reason=reason)
+        item.record = self._record(item, verdict="error", reason=reason)
         item.pixels = item.sequence = None
