@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -20,9 +19,7 @@ from handler.s3.tags import POLICY, VERDICT
 from tests.conftest import image_bytes
 from tests.event_loader import encode_key, load_event, sqs_event
 from tests.s3_doubles import (
-    PREFIX,
     QUARANTINE,
-    TABLE,
     UPLOADS,
     S3Proxy,
     exists,
@@ -31,20 +28,14 @@ from tests.s3_doubles import (
     quarantined_key,
     records_of,
     tags_of,
-    write_policy,
 )
 
 KEY = "folder/bad pic+1.jpg"
 
 
 @pytest.fixture
-def quarantining(tmp_path: Path, make_moderator: Callable[..., Moderator]) -> Moderator:
-    return make_moderator(
-        moderation_policy=[write_policy(tmp_path, "quarantine")],
-        quarantine_bucket=QUARANTINE,
-        quarantine_prefix=PREFIX,
-        decision_table=TABLE,
-    )
+def quarantining(forced: Callable[..., Moderator]) -> Moderator:
+    return forced("quarantine")
 
 
 @pytest.fixture
