@@ -17,6 +17,7 @@ from tests.conftest import image_bytes
 from tests.event_loader import encode_key, load_event, sqs_event
 from tests.s3_doubles import (
     QUARANTINE,
+    TABLE,
     UPLOADS,
     S3Proxy,
     exists,
@@ -301,3 +302,29 @@ def test_spooled_videos_left_by_a_timeout_are_removed_at_init(
 
     assert remove_stale_spools() == 1
     assert [p.name for p in tmp_path.iterdir()] == ["someone-elses-file"]
+
+
+def test_a_redelivery_never_acts_on_a_record_a_reviewer_is_deciding(
+    s3: Any, dynamodb: Any, forced: Callable[..., Moderator]
+) -> None:
+    from handler.decisions.record import PENDING
+    from handler.decisions.table import DecisionTable
+    from handler.s3.events import ObjectRef
+    from handler.s3.moderation import Outcome, moderate_objects
+
+    make_buckets(s3)
+    version = put(s3, "a.jpg", image_bytes())
+    ref = ObjectRef(UPLOADS, "a.jpg", version)
+    mod = forced("review")
+    moderate_objects([ref], client=s3, moderator=mod)
+    table = DecisionTable(TABLE, dynamodb)
+    [queued] = table.review_queue().records
+    table.decide_review(queued.with_changes(state=PENDING), "quarantine", {"reviewer": "ann"}, None)
+    proxy = S3Proxy(s3)
+
+    [again] = moderate_objects([ref], client=proxy, moderator=mod)
+
+    assert again.outcome is Outcome.already_judged
+    assert not proxy.called("put_object_tagging")  # the reviewer's move is not raced by the S3 flow
+    [record] = records_of(dynamodb, "a.jpg")
+    assert (record.state, record.review["reviewer"]) == (PENDING, "ann")

@@ -28,9 +28,12 @@ logger = logging.getLogger(__name__)
 def act(ctx: FlowContext, item: Item) -> ObjectResult:
     record = item.record
     assert record is not None
-    if ctx.table is not None and not item.claimed:
-        record = ctx.table.claim(_with_tags_room(record, item.tags))
     merged = merge_tags(item.tags, record_tags(record))
+    if ctx.table is not None and not item.claimed:
+        ours = record.with_changes(displaced_tags=merged.displaced) if merged.displaced else record
+        record = ctx.table.claim(ours)  # the record keeps any user tag that yielded its place
+        if record is not ours:  # another delivery decided first: act on its verdict
+            merged = merge_tags(item.tags, record_tags(record))
     if merged.tags != item.tags:
         s3_object.write_tags(ctx.s3, item.ref, merged.tags)  # before any move, so a retry sees them too
     if record.verdict != "quarantine":
@@ -60,12 +63,6 @@ def act(ctx: FlowContext, item: Item) -> ObjectResult:
         detail = f"copied to {destination}; {exc}"
     record = _complete(ctx, record, Quarantined(destination.bucket, destination.key, destination.version_id))
     return ObjectResult(item.ref, Outcome.quarantined, verdict=record.verdict, detail=detail, record=record)
-
-
-def _with_tags_room(record: DecisionRecord, tags: dict[str, str]) -> DecisionRecord:
-    """The record keeps any user tag that yields its place to `moderation-verdict`."""
-    displaced = merge_tags(tags, record_tags(record)).displaced
-    return record.with_changes(displaced_tags=displaced) if displaced else record
 
 
 def _complete(

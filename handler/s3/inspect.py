@@ -33,7 +33,7 @@ def inspect(ctx: FlowContext, item: Item) -> None:
     item.version = version_token(item.ref.version_id, head.get("ETag"))
     if ctx.table is not None:
         stored = ctx.table.get(item.ref.bucket, item.ref.key, item.version, ctx.judged_by.id)
-        if stored is not None and stored.done:
+        if stored is not None and (stored.done or stored.review):  # a reviewer's action is theirs to finish
             item.finish(Outcome.already_judged, verdict=stored.verdict, detail="recorded", record=stored)
             return
         if stored is not None:  # judged, but its tags or move did not finish: resume, never re-judge
