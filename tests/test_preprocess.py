@@ -159,3 +159,20 @@ def test_peak_memory_is_bounded_by_one_decoded_image(
     result = json.loads(out.stdout)
     assert result["size"] == [224, 224]
     assert result["grew_mib"] < budget_mib, result
+
+
+def test_every_level_normalises_to_the_float32_arithmetic() -> None:
+    """Normalisation is `(level - 255 * mean) / (255 * std)` in float32, bit for bit, for all 256 levels of
+    every channel and for each image of a batch."""
+    levels = np.arange(CFG.crop_height * CFG.crop_width, dtype=np.int64) % 256
+    planes = np.stack([levels, levels[::-1], (levels * 7) % 256], axis=-1).astype(np.uint8)
+    image = Image.fromarray(planes.reshape(CFG.crop_height, CFG.crop_width, 3))
+    other = Image.fromarray(255 - planes.reshape(CFG.crop_height, CFG.crop_width, 3))
+    pixels = to_pixel_values([image, other], CFG)
+    for index, picture in enumerate((image, other)):
+        array = np.asarray(picture).transpose(2, 0, 1).astype(np.float32)
+        shift = np.array([255.0 * m for m in CFG.mean], dtype=np.float32).reshape(3, 1, 1)
+        scale = np.array([255.0 * s for s in CFG.std], dtype=np.float32).reshape(3, 1, 1)
+        assert np.array_equal(pixels[index], (array - shift) / scale)
+    assert pixels.dtype == np.float32
+    assert pixels.flags.c_contiguous
