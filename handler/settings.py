@@ -81,7 +81,14 @@ class Settings(BaseSettings):
     quarantine_bucket: str | None = None
     quarantine_prefix: str = ""
     s3_io_workers: int = Field(
-        default=8, ge=1, le=64, description="Objects of one event whose S3 calls run concurrently."
+        default=10,
+        ge=1,
+        le=64,
+        description=(
+            "Objects of one event whose S3 calls run concurrently: at least the SQS batch size (10 in the "
+            "template), so a batch is read in one wave of round trips; the S3 and DynamoDB clients keep as "
+            "many connections."
+        ),
     )
     decision_table: str | None = Field(
         default=None,

@@ -76,3 +76,29 @@ def test_object_io_of_one_event_overlaps(s3: Any, tmp_path: Path, make_moderator
         assert (result.outcome, result.verdict) == (Outcome.judged, "review")
     assert [r.ref.key for r in parallel_results] == keys[4:]
     assert all(tags_of(s3, UPLOADS, key)[VERDICT] == "review" for key in keys)
+
+
+def test_a_full_sqs_batch_is_read_in_one_wave_with_the_defaults(
+    s3: Any, tmp_path: Path, make_moderator: Any
+) -> None:
+    """All objects of one SQS batch (the template's BatchSize) have their S3 calls in flight at once, so
+    on real S3 a batch costs one object's round trips, not two waves of them."""
+    from tests.test_template import load_template
+
+    mappings = [
+        r["Properties"]
+        for r in load_template()["Resources"].values()
+        if r["Type"] == "AWS::Lambda::EventSourceMapping"
+    ]
+    batch = max(int(m["BatchSize"]) for m in mappings)
+    make_buckets(s3)
+    keys = [f"batch/{i}.png" for i in range(batch)]
+    for key in keys:
+        s3.put_object(Bucket=UPLOADS, Key=key, Body=image_bytes("PNG"))
+    mod = make_moderator(moderation_policy=[write_policy(tmp_path, "review")], quarantine_bucket=QUARANTINE)
+    client = CountingS3(s3, gather=batch)
+
+    results = run(client, mod, keys)
+
+    assert client.peak == batch, f"{client.peak} of the batch's {batch} objects were read at once"
+    assert all((r.outcome, r.verdict) == (Outcome.judged, "review") for r in results)

@@ -188,18 +188,24 @@ def table_definition(name: str) -> dict[str, Any]:
 
 
 @lru_cache
-def _table(name: str) -> DecisionTable:
+def _table(name: str, connections: int) -> DecisionTable:
     import boto3
     from botocore.config import Config
 
-    config = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=10)
+    config = Config(
+        retries={"max_attempts": 5, "mode": "standard"},
+        connect_timeout=5,
+        read_timeout=10,
+        max_pool_connections=connections,  # one for each S3_IO_WORKERS thread (boto3's default is 10)
+    )
     return DecisionTable(name, boto3.client("dynamodb", config=config))
 
 
 def get_decision_table(settings: Settings | None = None) -> DecisionTable | None:
     """The configured table (DECISION_TABLE), or None: then nothing is recorded (`make serve`)."""
-    name = (settings or get_settings()).decision_table
-    return _table(name) if name else None
+    settings = settings or get_settings()
+    name = settings.decision_table
+    return _table(name, max(10, settings.s3_io_workers)) if name else None
 
 
 def clear_cached_tables() -> None:
