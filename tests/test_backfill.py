@@ -456,3 +456,54 @@ def test_a_missing_bucket_is_one_line_naming_it(s3: Any, capsys: pytest.CaptureF
     status, err = run(capsys, "s3://no-such-bucket/photos/", "--dry-run")
     assert status == 2
     assert "ListObjectVersions: NoSuchBucket" in err
+
+
+def test_the_cost_per_image_comes_from_the_bench_json_that_make_bench_writes(
+    s3: Any, uploads: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`--bench` reads what `make bench` writes (handler.tools.bench_table.costs into bench.json); a file
+    without that figure is one clear line, not a traceback."""
+    from handler.tools.bench_table import cost_per_million, costs
+
+    results = {
+        "batch": 32,
+        "native": {
+            "single_ms": {"thesis": 100.0, "onnx-auto": 20.0, "onnx-fp32": 60.0},
+            "batch_images_per_s": {"onnx-auto": 80.0, "onnx-fp32": 35.0},
+        },
+        "s3_path_images_per_s": {"0ms": 30.0, "50ms": 20.0},
+    }
+    bench = tmp_path / "bench.json"
+    bench.write_text(json.dumps({**results, "cost_per_million_usd": costs(results)}))
+    out = str(tmp_path / "manifest.csv")
+
+    status, report = run(
+        capsys, f"s3://{UPLOADS}/photos/", "--dry-run", "--manifest-out", out, "--bench", str(bench)
+    )
+    _, fp32 = run(
+        capsys,
+        f"s3://{UPLOADS}/photos/",
+        "--dry-run",
+        "--manifest-out",
+        out,
+        "--bench",
+        str(bench),
+        "--precision",
+        "fp32",
+    )
+
+    assert status == 0, report
+    assert isinstance(report, dict)
+    assert isinstance(fp32, dict)
+    assert report["estimated_cost"]["function_usd"] == pytest.approx(
+        3 * cost_per_million(20.0, 1) / 1e6, abs=1e-9
+    )
+    assert fp32["estimated_cost"]["function_usd"] == pytest.approx(
+        3 * cost_per_million(60.0, 1) / 1e6, abs=1e-9
+    )
+    bench.write_text(json.dumps(results))  # an older bench.json, without the costs
+    status, err = run(
+        capsys, f"s3://{UPLOADS}/photos/", "--dry-run", "--manifest-out", out, "--bench", str(bench)
+    )
+    assert status != 0
+    assert "cost_per_million_usd.single_onnx-auto" in str(err)

@@ -155,7 +155,9 @@ def add_commands(sub: Any) -> None:
     backfill.add_argument("--role-arn", default=None, help="the stack's BackfillRoleArn output")
     backfill.add_argument("--work-bucket", default=None, help="the stack's BackfillBucketName output")
     backfill.add_argument("--bench", type=Path, default=None, help="a bench.json for the cost per image")
-    backfill.add_argument("--precision", choices=("fp32", "bf16"), default="fp32", help="for --bench")
+    backfill.add_argument(
+        "--precision", choices=("auto", "fp32"), default="auto", help="INFERENCE_PRECISION, for --bench"
+    )
     backfill.add_argument("--account", default=None, help="status: the account id (default: the caller's)")
     backfill.add_argument("--region", default=None, help="status: the job's region (default: boto3's)")
     backfill.set_defaults(func=_backfill)

@@ -9,6 +9,8 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from handler.exceptions import InputError
+
 PRICE_DATE = "2025-01-01"
 BATCH_OPERATIONS_PER_JOB = 0.25
 BATCH_OPERATIONS_PER_OBJECT = 1.00 / 1_000_000
@@ -18,10 +20,11 @@ S3_PUT_CLASS = 0.005 / 1000  # PUT, COPY, POST, LIST (and PutObjectTagging), per
 # GET of the body (reads), then PutObjectTagging (a write). A quarantine adds a copy and a delete.
 FUNCTION_READS_PER_OBJECT = 4
 FUNCTION_WRITES_PER_OBJECT = 1
-# `make bench`, 2026-11-23 (docs/performance.md): one image per invocation, fp32, Lambda prices of
-# PRICE_DATE, which is how Batch Operations invokes the function (one task per invocation).
-BENCH_DATE = "2026-11-23"
-LAMBDA_PER_IMAGE = 4.50 / 1_000_000
+# `make bench`, 2026-12-02 (docs/performance.md): one image per invocation, the baked model at the
+# deployed default (int8), Lambda prices of PRICE_DATE; Batch Operations invokes the function that way
+# (one task per invocation).
+BENCH_DATE = "2026-12-02"
+LAMBDA_PER_IMAGE = 1.43 / 1_000_000
 
 
 @dataclass(frozen=True)
@@ -41,12 +44,19 @@ class Estimate:
         return {k: round(v, 9) if isinstance(v, float) else v for k, v in asdict(self).items()}
 
 
-def lambda_cost_per_image(bench_json: Path | None, precision: str = "fp32") -> tuple[float, str]:
-    """The function's cost per image from a `make bench` result file, else the docs' measured figure."""
+def lambda_cost_per_image(bench_json: Path | None, precision: str = "auto") -> tuple[float, str]:
+    """The function's cost per image from a `make bench` result file (`bench.json`: the baked model at
+    INFERENCE_PRECISION=`precision`, one image per invocation), else the docs' measured figure."""
     if bench_json is None:
-        return LAMBDA_PER_IMAGE, f"make bench, {BENCH_DATE} (fp32, one image per invocation)"
-    per_million = json.loads(bench_json.read_text())["cost_per_million_usd"][f"single_{precision}"]
-    return float(per_million) / 1_000_000, f"{bench_json} (single_{precision})"
+        return LAMBDA_PER_IMAGE, f"make bench, {BENCH_DATE} (int8, one image per invocation)"
+    key = f"single_onnx-{precision}"
+    try:
+        per_million = json.loads(bench_json.read_text())["cost_per_million_usd"][key]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(
+            f"{bench_json} has no cost_per_million_usd.{key}; give the bench.json of a current `make bench`"
+        ) from exc
+    return float(per_million) / 1_000_000, f"{bench_json} ({key})"
 
 
 def estimate(objects: int, listing_requests: int, per_image: float, per_image_from: str) -> Estimate:

@@ -22,8 +22,8 @@ from PIL import Image
 
 from handler.tools.bench_footprint import model_dir_mib, package_mib, runtime_site_packages_mib
 from handler.tools.bench_http import Server, bare_cold_start, make_images, ms, serve, thesis_path
-from handler.tools.bench_sqs import sqs_path_throughput
-from handler.tools.bench_table import format_table
+from handler.tools.bench_sqs import SQS_BATCH, sqs_path_throughput
+from handler.tools.bench_table import costs, format_table
 
 LAMBDA_CPU_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}
 
@@ -118,13 +118,14 @@ def run(work: Path, model_dir: Path | None, requests: int, batch: int, cold_runs
     results["cold_start_s"] = cold_starts(work, raw, baked, make_images(1, seed=3)[0], cold_runs)
     results["native"] = run_phase(work, raw, baked, requests, batch, native=True)
     results["lambda_cpu"] = lambda_cpu_phase(work, model_dir, requests, batch)
-    results["sqs_images_per_s"] = {"onnx-auto": sqs_path_throughput(baked, make_images(batch, seed=11))}
+    results["s3_path_images_per_s"] = sqs_path_throughput(baked, make_images(4 * SQS_BATCH, seed=11))
     results["sizes_mib"] = {
         "runtime_site_packages": runtime_site_packages_mib(work),
         **{f"dev_{k}": v for k, v in package_mib("torch", "transformers", "onnxruntime").items()},
         "baked_model": model_dir_mib(baked),
     }
     results["parity"] = parity(raw, baked)
+    results["cost_per_million_usd"] = costs(results)  # read by `backfill --bench`
     return results
 
 

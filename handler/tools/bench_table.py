@@ -6,12 +6,15 @@ import json
 from typing import Any
 
 from handler.decisions import cost as table
+from handler.tools.bench_sqs import SQS_BATCH
 
 # AWS Lambda on-demand prices, us-east-1, x86_64, as published on 2025-01-01 (unchanged through 2026).
 PRICE_DATE = "2025-01-01"
 PRICE_PER_GB_SECOND = 0.0000166667
 PRICE_PER_REQUEST = 0.20 / 1_000_000
 LAMBDA_MEMORY_MB = 3538  # the memory at which Lambda gives 2 vCPUs, like this machine
+#: The S3 path's cost is taken at the rate with this much latency added to each S3 call.
+S3_COST_LATENCY = "50ms"
 COLUMNS = ("thesis", "onnx-auto", "onnx-fp32", "torch-fp32", "torch-bf16")
 
 
@@ -66,7 +69,21 @@ def goals(r: dict[str, Any]) -> list[str]:
 
 
 def _s3_path_cost(r: dict[str, Any]) -> float:
-    return cost_per_million(1000 / r["sqs_images_per_s"]["onnx-auto"], r["batch"])
+    """Lambda bills wall time: the S3 path's cost is at the rate measured with S3's latency added."""
+    return cost_per_million(1000 / r["s3_path_images_per_s"][S3_COST_LATENCY], SQS_BATCH)
+
+
+def costs(r: dict[str, Any]) -> dict[str, float]:
+    """USD per million images, for bench.json: each server one image per request (`single_<name>`) and in
+    batches (`batch_<name>`) on this CPU as it is, and the S3 path (`s3_path`)."""
+    native = r["native"]
+    result = {f"single_{name}": cost_per_million(ms, 1) for name, ms in native["single_ms"].items()}
+    result |= {
+        f"batch_{name}": cost_per_million(1000 / rate, r["batch"])
+        for name, rate in native["batch_images_per_s"].items()
+    }
+    result["s3_path"] = _s3_path_cost(r)
+    return result
 
 
 def _speedup(phase: dict[str, Any]) -> float:
@@ -96,8 +113,10 @@ def format_table(r: dict[str, Any]) -> str:
         f"bf16/AMX off: {json.dumps(r['lambda_cpu']['env'])}; ONNX Runtime's CPU provider uses no bf16.",
         "1-minute load average before/after each phase (this machine's other users): "
         f"native {r['native']['load_average_1min']}, bf16/AMX off {r['lambda_cpu']['load_average_1min']}",
-        f"S3/SQS path (moto, in process), images/s: {r['sqs_images_per_s']['onnx-auto']:.1f}; "
-        f"USD per million S3 images: {_s3_path_cost(r):.2f} (Lambda, batches of {r['batch']}) + "
+        "S3/SQS path (deployed defaults, SQS batches of "
+        f"{SQS_BATCH}, moto in its own process), images/s: "
+        + ", ".join(f"{v:.1f} with {k} added a call" for k, v in r["s3_path_images_per_s"].items())
+        + f"; USD per million S3 images: {_s3_path_cost(r):.2f} (Lambda, at the {S3_COST_LATENCY} rate) + "
         f"{table.usd_per_million_objects(table.typical_record()):.2f} (decision table: "
         f"{table.item_bytes(table.typical_record())}-byte items, DynamoDB on demand, prices of "
         f"{table.PRICE_DATE})",
