@@ -1,11 +1,16 @@
 """Phase 1, per object and concurrent: S3 I/O (and the decode of a still straight to model size).
 
-HeadObject (gone? too large?) -> the decision table (judged already by this judged-by id? an action to
-resume?) -> tags -> a ranged GET to sniff the format -> the body of a still or multi-frame image.
-Videos are only sniffed here; their bodies stream when their turn comes in the judge phase.
+HeadObject (gone? too large? which version?) -> at once: the decision table (judged already by this
+judged-by id? an action to resume?), the tags, and a ranged GET to sniff the format -> the body of a
+still or multi-frame image. Three round trips in a row, not five: the middle three need only the version
+the head pinned. (For an object the table says is done, the tags and first bytes were read for nothing:
+two cheap GET-class requests on a redelivery.) Videos are only sniffed here; their bodies stream when
+their turn comes in the judge phase.
 """
 
 from __future__ import annotations
+
+from concurrent.futures import Future, ThreadPoolExecutor
 
 from handler.decisions.record import version_token
 from handler.exceptions import InputError
@@ -15,6 +20,7 @@ from handler.s3 import objects as s3_object
 from handler.s3 import video as s3_video
 from handler.s3.context import FlowContext
 from handler.s3.work import Item, Outcome, StreamedVideo
+from handler.settings import Settings
 from handler.video.formats import VIDEO_SNIFF_BYTES, sniff_video_format
 
 
@@ -31,16 +37,24 @@ def inspect(ctx: FlowContext, item: Item) -> None:
     item.ref = item.ref.pinned(head.get("VersionId"))  # everything below acts on the version just seen
     item.head = head
     item.version = version_token(item.ref.version_id, head.get("ETag"))
-    if ctx.table is not None:
-        stored = ctx.table.get(item.ref.bucket, item.ref.key, item.version, ctx.judged_by.id)
-        if stored is not None and (stored.done or stored.review):  # a reviewer's action is theirs to finish
-            item.finish(Outcome.already_judged, verdict=stored.verdict, detail="recorded", record=stored)
-            return
-        if stored is not None:  # judged, but its tags or move did not finish: resume, never re-judge
-            item.record, item.claimed = stored, True
-    item.tags = s3_object.read_tags(ctx.s3, item.ref)
-    if item.record is None:
-        _read_media(ctx, item, int(head.get("ContentLength", 0)))
+    size = int(head.get("ContentLength", 0))
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="s3-inspect") as reads:
+        tags = reads.submit(s3_object.read_tags, ctx.s3, item.ref)
+        first = (
+            reads.submit(s3_object.first_bytes, ctx.s3, item.ref, VIDEO_SNIFF_BYTES)
+            if 0 < size <= _largest(settings)
+            else None
+        )
+        if ctx.table is not None:
+            stored = ctx.table.get(item.ref.bucket, item.ref.key, item.version, ctx.judged_by.id)
+            if stored is not None and (stored.done or stored.review):  # a reviewer's action is theirs
+                item.finish(Outcome.already_judged, verdict=stored.verdict, detail="recorded", record=stored)
+                return
+            if stored is not None:  # judged, but its tags or move did not finish: resume, never re-judge
+                item.record, item.claimed = stored, True
+        item.tags = tags.result()
+        if item.record is None:
+            _read_media(ctx, item, size, first)
 
 
 def _gone(ctx: FlowContext, item: Item) -> None:
@@ -59,16 +73,21 @@ def _gone(ctx: FlowContext, item: Item) -> None:
     item.finish(Outcome.gone, detail="object no longer exists")
 
 
-def _read_media(ctx: FlowContext, item: Item, size: int) -> None:
+def _largest(settings: Settings) -> int:
+    """The largest object worth reading at all: the image limit or the video limit."""
+    return max(settings.object_size_limit, s3_video.video_size_limit(settings))
+
+
+def _read_media(ctx: FlowContext, item: Item, size: int, sniffing: Future[bytes] | None) -> None:
     settings = ctx.settings
     limit = settings.object_size_limit
-    if size > max(limit, s3_video.video_size_limit(settings)):  # too large for an image and for a video
+    if size > _largest(settings):  # too large for an image and for a video
         ctx.errored(item, f"object is {size} bytes, over the limit of {limit} bytes")
         return
-    if size == 0:
+    if size == 0 or sniffing is None:
         ctx.errored(item, "object is empty")
         return
-    first = s3_object.first_bytes(ctx.s3, item.ref, VIDEO_SNIFF_BYTES)
+    first = sniffing.result()
     video_format = sniff_video_format(first)
     if video_format is not None:
         item.sequence, item.kind = StreamedVideo(video_format, size), "video"
