@@ -53,7 +53,7 @@ def peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def run(model_dir: Path, clip: Path, precision: str = "fp32") -> dict[str, Any]:
+def run(model_dir: Path, clip: Path, precision: str = "auto") -> dict[str, Any]:
     settings = Settings(model_dir=model_dir, video_early_exit=False, inference_precision=precision)
     rss_before_model = peak_rss_mib()
     mod = build_moderator(settings)
@@ -97,7 +97,12 @@ def main() -> None:
     )
     parser.add_argument("--model-dir", type=Path, required=True, help="a (full-size) checkpoint")
     parser.add_argument("--clip", type=Path, default=Path("bench-out/video/clip-60s-720p.mp4"))
-    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "fp32", "int8", "bf16"),
+        default="auto",
+        help="INFERENCE_PRECISION (auto: int8 on a baked model whose gate passed, as deployed)",
+    )
     parser.add_argument("--out", type=Path, default=Path("bench-out/video-bench.json"))
     args = parser.parse_args()
     if not args.clip.exists():
