@@ -152,7 +152,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="benchmark the thesis path against the service (full-size model)")
     bench.add_argument("--work", default="bench-out", help="where checkpoints and bench.json go")
     bench.add_argument("--model-dir", default=None, help="a checkpoint to use (default: random ViT-B/32)")
-    bench.add_argument("--requests", type=int, default=30, help="single-image requests per path")
+    bench.add_argument("--requests", type=int, default=60, help="single-image requests per path")
     bench.add_argument("--batch", type=int, default=32, help="images per batch request")
     bench.add_argument("--cold-runs", type=int, default=3, help="cold starts per side")
     bench.add_argument("--phase", choices=("all", "lambda-cpu"), default="all", help=argparse.SUPPRESS)

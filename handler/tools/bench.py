@@ -26,6 +26,9 @@ from handler.tools.bench_sqs import SQS_BATCH, sqs_path_throughput
 from handler.tools.bench_table import costs, format_table
 
 LAMBDA_CPU_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}
+#: Batch requests per server and phase; the median is reported (the machine's neighbours make any one
+#: of them a few percent faster or slower).
+BATCH_REPEATS = 5
 
 
 def ensure_checkpoints(work: Path, model_dir: Path | None) -> tuple[Path, Path]:
@@ -82,7 +85,7 @@ def run_phase(work: Path, raw: Path, baked: Path, requests: int, batch: int, nat
                 single[name].append(ms(lambda s=server, d=data: s.classify(d)))  # type: ignore[misc]
         rates: dict[str, list[float]] = {name: [] for name in servers}
         chunks = {name: [next(image) for _ in range(batch)] for name in servers}
-        for _ in range(3):
+        for _ in range(BATCH_REPEATS):
             for name, server in servers.items():
                 elapsed = ms(lambda s=server, c=chunks[name]: s.batch(c))  # type: ignore[misc]
                 rates[name].append(batch / (elapsed / 1000))
