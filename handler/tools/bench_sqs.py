@@ -32,6 +32,7 @@ def sqs_path_throughput(
     """Images/s through the Lambda's SQS(S3) path with the deployed defaults (INFERENCE_PRECISION=auto),
     for each added S3 latency: {"0ms": ..., "50ms": ...}."""
     import boto3
+    from botocore.config import Config
 
     from handler.core.moderator import build_moderator
     from handler.s3.entry import handle_sqs
@@ -47,6 +48,7 @@ def sqs_path_throughput(
             region_name="us-east-1",
             aws_access_key_id="bench",
             aws_secret_access_key="bench",
+            config=Config(max_pool_connections=2 * mod.settings.s3_io_workers),  # as get_s3_client's
         )
         for latency in latencies_ms:
             bucket = f"bench-{uuid.uuid4().hex[:8]}"
