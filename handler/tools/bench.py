@@ -3,8 +3,10 @@
 Two phases on the same checkpoints. `native`: this CPU as it is (bf16 and AMX allowed). `lambda-cpu`:
 a child process with oneDNN capped below bf16/AMX (`ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI`: AVX-512 with
 VNNI, like Lambda's Intel hosts; torch's bf16 runs through oneDNN, its fp32 GEMMs never use bf16);
-ONNX Runtime's CPU provider uses no bf16 in either. In each phase requests alternate thesis / each server on different images, so
-neither noise nor a cache favours one side. Also: cold starts, peak RSS, installed sizes, parity, cost.
+ONNX Runtime's CPU provider uses no bf16 in either. In each phase each server is measured against the
+thesis in its own loop, alternating request by request on different images, so neither the machine's
+noise nor the cache favours one side (and no third model runs between a pair's requests). Also: batches,
+cold starts, peak RSS, installed sizes, the S3 path, parity, cost.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +32,11 @@ LAMBDA_CPU_ENV = {"ONEDNN_MAX_CPU_ISA": "AVX512_CORE_VNNI"}
 #: Batch requests per server and phase; the median is reported (the machine's neighbours make any one
 #: of them a few percent faster or slower).
 BATCH_REPEATS = 5
+#: Idle time after each timed request: longer than the worker threads of ONNX Runtime and OpenMP keep
+#: spinning after a call (10-50 ms for ONNX Runtime here), so no request shares the two cores with the
+#: previous one's spinning threads. Without it the thesis ran 10-20% slower right after a service request
+#: (and a server right after another ONNX Runtime server up to 60% slower).
+IDLE_GAP_S = 0.05
 
 
 def ensure_checkpoints(work: Path, model_dir: Path | None) -> tuple[Path, Path]:
@@ -66,7 +74,7 @@ def run_phase(work: Path, raw: Path, baked: Path, requests: int, batch: int, nat
 
     load_before = os.getloadavg()[0]
     specs = server_specs(raw, baked, native)
-    images = make_images((len(specs) + 1) * requests + len(specs) * batch + 1, seed=7)
+    images = make_images(2 * requests + len(specs) * batch + 1, seed=7)
     logs = work / ("logs-native" if native else "logs-lambda-cpu")
     logs.mkdir(parents=True, exist_ok=True)
     thesis = thesis_path(raw)
@@ -75,22 +83,31 @@ def run_phase(work: Path, raw: Path, baked: Path, requests: int, batch: int, nat
             name: stack.enter_context(serve(name, path, images[0], logs, **env))
             for name, (path, env) in specs.items()
         }
-        single: dict[str, list[float]] = {name: [] for name in ["thesis", *servers]}
-        image = iter(images[1:])
-        for _ in range(requests):  # alternate, request by request
-            data = next(image)
-            single["thesis"].append(ms(lambda d=data: thesis(d)))  # type: ignore[misc]
-            for name, server in servers.items():
-                data = next(image)
-                single[name].append(ms(lambda s=server, d=data: s.classify(d)))  # type: ignore[misc]
+        single: dict[str, list[float]] = {name: [] for name in servers}
+        thesis_by: dict[str, list[float]] = {name: [] for name in servers}
+        pairs = images[1 : 1 + 2 * requests]
+        for name, server in servers.items():  # each server against the thesis, request by request
+            for thesis_image, server_image in zip(pairs[0::2], pairs[1::2], strict=True):
+                thesis_by[name].append(ms(lambda d=thesis_image: thesis(d)))  # type: ignore[misc]
+                time.sleep(IDLE_GAP_S)
+                single[name].append(ms(lambda s=server, d=server_image: s.classify(d)))  # type: ignore[misc]
+                time.sleep(IDLE_GAP_S)
+        image = iter(images[1 + 2 * requests :])
         rates: dict[str, list[float]] = {name: [] for name in servers}
         chunks = {name: [next(image) for _ in range(batch)] for name in servers}
         for _ in range(BATCH_REPEATS):
             for name, server in servers.items():
                 elapsed = ms(lambda s=server, c=chunks[name]: s.batch(c))  # type: ignore[misc]
                 rates[name].append(batch / (elapsed / 1000))
+                time.sleep(IDLE_GAP_S)
+        every_thesis = [t for values in thesis_by.values() for t in values]
         return {
-            "single_ms": {name: statistics.median(values) for name, values in single.items()},
+            "single_ms": {
+                "thesis": statistics.median(every_thesis),
+                **{name: statistics.median(values) for name, values in single.items()},
+            },
+            # the thesis's median in each server's own alternation: what that server's ratio divides
+            "thesis_ms_by_server": {name: statistics.median(values) for name, values in thesis_by.items()},
             "batch_images_per_s": {name: statistics.median(values) for name, values in rates.items()},
             "peak_rss_mib": {name: server.peak_rss_mib() for name, server in servers.items()},
             "loaded": {name: server.precision for name, server in servers.items()},

@@ -36,7 +36,8 @@ def phase_rows(label: str, phase: dict[str, Any], requests: int, batch: int) -> 
     batched = {
         name: cost_per_million(1000 / value, batch) for name, value in rates.items() if name != "thesis"
     }
-    speedups = {name: single["thesis"] / value for name, value in single.items()}
+    paired = phase.get("thesis_ms_by_server", {})
+    speedups = {name: paired.get(name, single["thesis"]) / value for name, value in single.items()}
     return [
         f"| {label}: one 1024x768 JPEG over HTTP, ms (median of {requests}) | {_cells(single, '.1f')} |",
         f"| {label}: thesis / this, one JPEG | {_cells(speedups, '.2f')} |",
@@ -88,7 +89,8 @@ def costs(r: dict[str, Any]) -> dict[str, float]:
 
 def _speedup(phase: dict[str, Any]) -> float:
     single = phase["single_ms"]
-    return float(single["thesis"] / single["onnx-auto"])
+    thesis = phase.get("thesis_ms_by_server", {}).get("onnx-auto", single["thesis"])
+    return float(thesis / single["onnx-auto"])
 
 
 def format_table(r: dict[str, Any]) -> str:
