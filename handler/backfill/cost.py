@@ -20,11 +20,11 @@ S3_PUT_CLASS = 0.005 / 1000  # PUT, COPY, POST, LIST (and PutObjectTagging), per
 # GET of the body (reads), then PutObjectTagging (a write). A quarantine adds a copy and a delete.
 FUNCTION_READS_PER_OBJECT = 4
 FUNCTION_WRITES_PER_OBJECT = 1
-# `make bench`, 2026-12-02 (docs/performance.md): one image per invocation, the baked model at the
+# `make bench`, 2026-12-02 08:37 UTC (docs/performance.md): one image per invocation, the baked model at the
 # deployed default (int8), Lambda prices of PRICE_DATE; Batch Operations invokes the function that way
 # (one task per invocation).
 BENCH_DATE = "2026-12-02"
-LAMBDA_PER_IMAGE = 1.43 / 1_000_000
+LAMBDA_PER_IMAGE = 1.55 / 1_000_000
 
 
 @dataclass(frozen=True)
