@@ -41,6 +41,8 @@ def phase_rows(label: str, phase: dict[str, Any], requests: int, batch: int) -> 
     return [
         f"| {label}: one 1024x768 JPEG over HTTP, ms (median of {requests}) | {_cells(single, '.1f')} |",
         f"| {label}: thesis / this, one JPEG | {_cells(speedups, '.2f')} |",
+        f"| {label}: one JPEG, requests back to back (a busy function), ms | "
+        f"{_cells(phase.get('back_to_back_ms', {}), '.1f')} |",
         f"| {label}: batch of {batch} over HTTP, images/s | {_cells(rates, '.1f')} |",
         f"| {label}: peak RSS while serving, MiB | {_cells(phase['peak_rss_mib'], '.0f')} |",
         f"| {label}: USD per million images, one per request | {_cells(cost, '.2f')} |",
