@@ -1,9 +1,11 @@
 """`python -m handler bench`: the thesis's code path against this service's runtimes, in one run.
 
 Two phases on the same checkpoints. `native`: this CPU as it is (bf16 and AMX allowed). `lambda-cpu`:
-a child process with oneDNN capped below bf16/AMX (`ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI`: AVX-512 with
-VNNI, like Lambda's Intel hosts; torch's bf16 runs through oneDNN, its fp32 GEMMs never use bf16);
-ONNX Runtime's CPU provider uses no bf16 in either. In each phase each server is measured against the
+a child process that stands for Lambda's Intel hosts (AVX-512 with VNNI, no bf16, no AMX): oneDNN capped
+below bf16/AMX (`ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI`; torch's fp32 GEMMs never use bf16), and AMX
+refused by the kernel to it and the servers it starts (`handler.tools.amx_off`: ONNX Runtime's int8
+GEMMs use AMX-INT8 wherever they may, and no setting of its own turns that off). ONNX Runtime's CPU
+provider uses no bf16 in either phase. In each phase each server is measured against the
 thesis in its own loop, alternating request by request on different images, so neither the machine's
 noise nor the cache favours one side (and no third model runs between a pair's requests). Also: batches,
 cold starts, peak RSS, installed sizes, the S3 path, parity, cost.
@@ -169,10 +171,25 @@ def lambda_cpu_phase(work: Path, model_dir: Path | None, requests: int, batch: i
 
 
 def run_lambda_cpu_phase(work: Path, model_dir: Path | None, requests: int, batch: int) -> None:
+    """The child process of `lambda_cpu_phase`: AMX refused first (before any library has asked for it,
+    and inherited by the servers it starts), then the same phase as the native one."""
+    from handler.tools import amx_off
+
+    amx = "not on this CPU"
+    if amx_off.supported() and cpu_has("amx_int8"):
+        amx_off.deny_amx()
+        amx = "refused by a seccomp filter (handler.tools.amx_off)"
     work = work.resolve()
     raw, baked = ensure_checkpoints(work, model_dir)
     phase = run_phase(work, raw, baked, requests, batch, native=False)
-    (work / "lambda-cpu.json").write_text(json.dumps(phase, indent=2))
+    (work / "lambda-cpu.json").write_text(json.dumps({**phase, "amx": amx}, indent=2))
+
+
+def cpu_has(flag: str) -> bool:
+    try:
+        return flag in Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return False
 
 
 def parity(raw: Path, baked: Path) -> dict[str, Any]:

@@ -114,7 +114,8 @@ def format_table(r: dict[str, Any]) -> str:
     lines = [
         "\n".join(rows),
         f"\nServers loaded (runtime/precision): {json.dumps(loaded)}",
-        f"bf16/AMX off: {json.dumps(r['lambda_cpu']['env'])}; ONNX Runtime's CPU provider uses no bf16.",
+        f"bf16/AMX off: {json.dumps(r['lambda_cpu']['env'])}, AMX {r['lambda_cpu'].get('amx', 'allowed')}; "
+        "ONNX Runtime's CPU provider uses no bf16.",
         "1-minute load average before/after each phase (this machine's other users): "
         f"native {r['native']['load_average_1min']}, bf16/AMX off {r['lambda_cpu']['load_average_1min']}",
         "S3/SQS path (deployed defaults, SQS batches of "
