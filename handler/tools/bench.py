@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import platform
 import statistics
 import subprocess
 import sys
@@ -144,6 +145,7 @@ def run(work: Path, model_dir: Path | None, requests: int, batch: int, cold_runs
     work.mkdir(parents=True, exist_ok=True)
     raw, baked = ensure_checkpoints(work, model_dir)
     results: dict[str, Any] = {"model_dir": str(baked), "requests": requests, "batch": batch}
+    results["cpu"] = cpu_description()
     results["cold_start_s"] = cold_starts(work, raw, baked, make_images(1, seed=3)[0], cold_runs)
     results["native"] = run_phase(work, raw, baked, requests, batch, native=True)
     results["lambda_cpu"] = lambda_cpu_phase(work, model_dir, requests, batch)
@@ -185,11 +187,33 @@ def run_lambda_cpu_phase(work: Path, model_dir: Path | None, requests: int, batc
     (work / "lambda-cpu.json").write_text(json.dumps({**phase, "amx": amx}, indent=2))
 
 
-def cpu_has(flag: str) -> bool:
+def _cpuinfo() -> str:
     try:
-        return flag in Path("/proc/cpuinfo").read_text().split()
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False
+        return ""
+
+
+def cpu_has(flag: str) -> bool:
+    return flag in _cpuinfo().split()
+
+
+#: The CPU features that decide which kernels run: the ratios move with them (and the thesis's torch
+#: fp32 is much faster on some hosts than on others), so every run says what it ran on.
+KERNEL_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+
+
+def cpu_description() -> dict[str, Any]:
+    from handler.core.cpu import available_cpus
+
+    model = next(
+        (line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines() if "model name" in line), ""
+    )
+    return {
+        "model": model or platform.processor() or platform.machine(),
+        "cpus": available_cpus(),
+        "features": [flag for flag in KERNEL_FEATURES if cpu_has(flag)],
+    }
 
 
 def parity(raw: Path, baked: Path) -> dict[str, Any]:

@@ -113,7 +113,10 @@ def format_table(r: dict[str, Any]) -> str:
     model_files = {k: round(v, 1) for k, v in r["sizes_mib"]["baked_model"].items()}
     lines = [
         "\n".join(rows),
-        f"\nServers loaded (runtime/precision): {json.dumps(loaded)}",
+        f"\nCPU: {r['cpu']['model']}, {r['cpu']['cpus']} usable, with {', '.join(r['cpu']['features'])}"
+        if "cpu" in r
+        else "",
+        f"Servers loaded (runtime/precision): {json.dumps(loaded)}",
         f"bf16/AMX off: {json.dumps(r['lambda_cpu']['env'])}, AMX {r['lambda_cpu'].get('amx', 'allowed')}; "
         "ONNX Runtime's CPU provider uses no bf16.",
         "1-minute load average before/after each phase (this machine's other users): "
