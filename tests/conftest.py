@@ -32,6 +32,17 @@ for _name in ("MODERATION_POLICY", "QUARANTINE_BUCKET", "QUARANTINE_PREFIX", "AW
     os.environ.pop(_name, None)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def matplotlib_font_cache() -> None:
+    """matplotlib builds its font cache on its first import, running `fc-list` where fontconfig is
+    installed: build it once here, before any test's process guard, so that which test happens to import
+    matplotlib first does not decide whether it fails."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.font_manager  # noqa: F401
+
+
 @pytest.fixture(autouse=True)
 def subprocesses_only_in_slow_tests(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> None:
     """A test that starts a process (seconds of interpreter and torch start-up) must be marked slow, so
