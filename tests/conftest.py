@@ -40,7 +40,7 @@ def matplotlib_font_cache() -> None:
     import matplotlib
 
     matplotlib.use("Agg")
-    import matplotlib.font_manager  # noqa: F401
+    import matplotlib.font_manager
 
 
 @pytest.fixture(autouse=True)
