@@ -30,10 +30,12 @@ class Settings(BaseSettings):
         default="auto",
         description="auto = ONNX Runtime on a baked model directory, else transformers (a raw checkpoint).",
     )
-    inference_precision: Literal["auto", "fp32", "int8", "bf16"] = Field(
+    inference_precision: Literal["auto", "fp32", "int8", "int8-w7", "bf16"] = Field(
         default="auto",
         description="Image-tower precision. auto = int8 when the bake's int8 gate passed, else fp32; "
-        "int8 needs a baked directory, bf16 the transformers runtime and a CPU with native bf16.",
+        "int8 (the tower made for this CPU: 8-bit weights, or 7-bit where its kernels would clip "
+        "8-bit ones) needs a baked directory; int8-w7 the 7-bit tower on any CPU; bf16 the "
+        "transformers runtime and a CPU with native bf16.",
     )
     inference_threads: int = Field(
         default=0,

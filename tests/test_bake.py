@@ -29,6 +29,7 @@ def test_bake_writes_onnx_towers_and_no_torch_weights(baked: Path) -> None:
     assert {
         "onnx/image_fp32.onnx",
         "onnx/image_int8.onnx",
+        "onnx/image_int8_w7.onnx",
         "onnx/text_fp32.onnx",
         "onnx/manifest.json",
         "text_embeddings.safetensors",
@@ -43,17 +44,50 @@ def test_manifest_records_fp32_parity_and_the_int8_gate_on_photographs(baked: Pa
     manifest = read_manifest(baked)
     assert manifest["parity_fp32"]["image_max_abs_diff"] <= 1e-4
     assert manifest["parity_fp32"]["text_max_abs_diff"] <= 1e-4
-    int8 = manifest["int8"]
-    assert int8["passed"] is True
-    assert int8["images"] >= 48, "scikit-image's photographs, mirrored and cropped"
-    assert "scikit-image" in int8["source"]
-    assert int8["cosine_min"] >= int8["gate"]["min_cosine"]
-    assert 0.0 <= int8["verdict_agreement"] <= 1.0
+    for tower in ("int8", "int8-w7"):
+        int8 = manifest[tower]
+        assert int8["passed"] is True
+        assert int8["images"] >= 48, "scikit-image's photographs, mirrored and cropped"
+        assert "scikit-image" in int8["source"]
+        assert int8["cosine_min"] >= int8["gate"]["min_cosine"]
+        assert 0.0 <= int8["verdict_agreement"] <= 1.0
+    assert isinstance(manifest["int8_products_exact_on_bake_cpu"], bool)
+
+
+def _quantised_weights(path: Path) -> list[np.ndarray]:
+    """The int8 weight matrices of a dynamically quantised graph, (K, N): K is the summed axis."""
+    import onnx
+    from onnx import numpy_helper
+
+    weights = [numpy_helper.to_array(t) for t in onnx.load(str(path)).graph.initializer]
+    return [w for w in weights if w.dtype == np.int8 and w.ndim == 2]
+
+
+def _largest_pair_of_products(weights: np.ndarray) -> int:
+    """The largest |a0*w0 + a1*w1| over activations a in 0..255 and neighbouring weights along K: the
+    16-bit sum VPMADDUBSW forms (x86 without VNNI or AMX), saturating past 32767."""
+    w = weights.astype(np.int64)
+    w = w[: w.shape[0] // 2 * 2].reshape(-1, 2, w.shape[1])
+    positive = np.clip(w, 0, None).sum(axis=1)
+    negative = np.clip(-w, 0, None).sum(axis=1)
+    return int(255 * max(positive.max(), negative.max()))
+
+
+def test_the_7_bit_tower_cannot_be_clipped_by_any_cpu_and_the_8_bit_one_can(baked: Path) -> None:
+    narrow = _quantised_weights(baked / "onnx" / "image_int8_w7.onnx")
+    wide = _quantised_weights(baked / "onnx" / "image_int8.onnx")
+    assert narrow
+    assert len(narrow) == len(wide)
+    assert max(int(np.abs(w.astype(np.int16)).max()) for w in narrow) <= 64
+    assert max(_largest_pair_of_products(w) for w in narrow) <= 32767
+    # Why the 7-bit tower exists: some neighbouring 8-bit weights can add up past 16 bits.
+    assert max(_largest_pair_of_products(w) for w in wide) > 32767
 
 
 def test_baked_directory_serves_int8_by_default_and_fp32_on_request(baked: Path) -> None:
     auto = load_encoder(Settings(model_dir=baked))
-    assert (auto.runtime, auto.precision) == (Runtime.onnx, Precision.int8)
+    assert auto.runtime is Runtime.onnx
+    assert auto.precision.is_int8
     fp32 = load_encoder(Settings(model_dir=baked, inference_precision="fp32"))
     assert fp32.precision is Precision.fp32
     pixels = np.random.default_rng(3).standard_normal((4, 3, 64, 64)).astype(np.float32)
@@ -67,12 +101,16 @@ def test_int8_that_misses_its_gate_is_left_out_and_auto_serves_fp32(
     out = tmp_path / "strict"
     summary = bake(out, "test/strict", from_dir=tiny_model_dir, gate=Gate(min_cosine=1.01))
     assert summary["int8_used_by_auto"] is False
-    assert "missed its gate" in summary["note"]
-    assert not (out / "onnx" / "image_int8.onnx").exists()
-    assert read_manifest(out)["int8"]["passed"] is False
-    assert read_manifest(out)["int8"]["cosine_min"] > 0.9, "the figures are kept"
-    assert load_encoder(Settings(model_dir=out)).precision is Precision.fp32
-    assert load_encoder(Settings(model_dir=out, inference_precision="int8")).precision is Precision.fp32
+    assert summary["int8_w7_used_by_auto"] is False
+    assert "int8 and int8-w7 missed their gates" in summary["note"]
+    assert "auto serves fp32 on CPUs with VNNI or AMX and on Arm, fp32 on x86 without them" in summary["note"]
+    for tower, file in (("int8", "image_int8.onnx"), ("int8-w7", "image_int8_w7.onnx")):
+        assert not (out / "onnx" / file).exists()
+        assert read_manifest(out)[tower]["passed"] is False
+        assert read_manifest(out)[tower]["cosine_min"] > 0.9, "the figures are kept"
+    for requested in ("auto", "int8", "int8-w7"):
+        precision = load_encoder(Settings(model_dir=out, inference_precision=requested)).precision
+        assert precision is Precision.fp32
 
 
 def test_bake_refuses_a_non_checkpoint_and_a_non_empty_target(tmp_path: Path, baked: Path) -> None:

@@ -15,7 +15,9 @@ import pytest
 from PIL import Image
 
 from handler.core import model as model_module
+from handler.core.cpu import cpu_flags, int8_products_exact
 from handler.core.model import Precision, Runtime, load_encoder
+from handler.core.onnx_runtime import MANIFEST_FILE, read_manifest
 from handler.core.policy import default_policy
 from handler.settings import Settings
 from handler.tools.parity import compare, load_pair
@@ -100,13 +102,94 @@ def test_cpu_count_comes_from_the_cgroup_quota_not_the_host(tmp_path: Path) -> N
     assert available_cpus(tmp_path) == len(os.sched_getaffinity(0))
 
 
+def this_cpus_int8() -> str:
+    """The int8 tower `auto` and `int8` pick on the machine running the tests."""
+    return "int8" if int8_products_exact() else "int8-w7"
+
+
+def exact_int8_cpu(monkeypatch: pytest.MonkeyPatch, exact: bool) -> None:
+    monkeypatch.setattr(model_module, "int8_products_exact", lambda: exact)
+
+
+@pytest.mark.parametrize(
+    ("machine", "flags", "exact"),
+    [
+        ("x86_64", {"avx2", "fma"}, False),  # AMD before Zen 4 (Lambda's AMD hosts), Intel before Skylake-SP
+        ("x86_64", {"avx2", "avx512f", "avx512bw"}, False),  # Skylake-SP: AVX-512 without VNNI
+        ("x86_64", {"avx2", "avx512f", "avx512_vnni"}, True),  # Cascade Lake and later, Zen 4
+        ("x86_64", {"avx2", "avx_vnni"}, True),  # Alder Lake and later client cores
+        ("x86_64", {"avx512f", "amx_int8", "amx_tile"}, True),
+        ("aarch64", set(), True),  # Graviton: dot products into 32 bits
+    ],
+)
+def test_which_cpus_sum_int8_products_exactly(machine: str, flags: set[str], exact: bool) -> None:
+    assert int8_products_exact(machine, frozenset(flags)) is exact
+
+
+def test_cpu_flags_are_read_from_x86_and_arm_cpuinfo(tmp_path: Path) -> None:
+    x86 = tmp_path / "x86"
+    x86.write_text("processor\t: 0\nmodel name\t: Xeon\nflags\t\t: fpu avx2 avx512_vnni\n\nprocessor\t: 1\n")
+    arm = tmp_path / "arm"
+    arm.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp\n")
+    assert cpu_flags(x86) == {"fpu", "avx2", "avx512_vnni"}
+    assert cpu_flags(arm) == {"fp", "asimd", "asimddp"}
+    assert cpu_flags(tmp_path / "missing") == frozenset()
+
+
+@pytest.mark.parametrize(("exact", "served"), [(True, Precision.int8), (False, Precision.int8_w7)])
+def test_auto_and_int8_serve_the_int8_tower_made_for_the_cpu(
+    baked: Path, monkeypatch: pytest.MonkeyPatch, exact: bool, served: Precision
+) -> None:
+    exact_int8_cpu(monkeypatch, exact)
+    for requested in ("auto", "int8"):
+        assert load_encoder(Settings(model_dir=baked, inference_precision=requested)).precision is served
+    # By name, the 7-bit tower runs on any CPU (the same numbers everywhere).
+    w7 = load_encoder(Settings(model_dir=baked, inference_precision="int8-w7"))
+    assert w7.precision is Precision.int8_w7
+
+
+def test_the_two_int8_towers_are_different_models_each_close_to_fp32(
+    baked: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    exact_int8_cpu(monkeypatch, True)
+    pixels = np.random.default_rng(5).standard_normal((4, 3, 64, 64)).astype(np.float32)
+    fp32, int8, w7 = (
+        load_encoder(Settings(model_dir=baked, inference_precision=p)).encode_pixels(pixels)
+        for p in ("fp32", "int8", "int8-w7")
+    )
+    assert not np.array_equal(int8, w7)
+    for fast in (int8, w7):
+        assert float((fast * fp32).sum(-1).min()) > 0.97
+
+
+def test_a_bake_without_the_7_bit_tower_serves_fp32_where_the_cpu_needs_it(
+    baked: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import shutil
+
+    old = tmp_path / "old-bake"
+    shutil.copytree(baked, old)
+    manifest = read_manifest(old)
+    del manifest["int8-w7"]
+    (old / "onnx" / MANIFEST_FILE).write_text(json.dumps(manifest))
+    (old / "onnx" / "image_int8_w7.onnx").unlink()
+
+    exact_int8_cpu(monkeypatch, True)
+    assert load_encoder(Settings(model_dir=old)).precision is Precision.int8
+    exact_int8_cpu(monkeypatch, False)
+    with caplog.at_level(logging.WARNING, logger="handler.core.model"):
+        assert load_encoder(Settings(model_dir=old)).precision is Precision.fp32
+    assert "no int8-w7 tower" in caplog.text
+    assert "bake again" in caplog.text
+
+
 def test_int8_parity_report_compares_embeddings_top1_and_verdicts(baked: Path) -> None:
     reference, fast = load_pair(baked, Precision.int8)
-    assert (reference.precision, fast.precision) == (Precision.fp32, Precision.int8)
+    assert (reference.precision, fast.precision) == (Precision.fp32, Precision(this_cpus_int8()))
     images = [Image.new("RGB", (80, 60), (i * 20, 255 - i * 20, 7)) for i in range(10)]
     report = compare(reference, fast, images, ["a cat", "a dog"], default_policy()).as_dict()
     assert report["images"] == 10
-    assert report["precision"] == "int8"
+    assert report["precision"] == this_cpus_int8()
     assert 0.97 < report["cosine_min"] <= report["cosine_mean"] <= 1.0001
     assert 0.0 <= report["max_probability_diff"] < 0.05
     assert report["verdict_agreement"] is not None
@@ -136,7 +219,7 @@ def test_compare_precision_command_checks_int8_on_the_callers_images(baked: Path
     result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=180, cwd=ROOT)
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert (report["images"], report["precision"]) == (3, "int8")
+    assert (report["images"], report["precision"]) == (3, this_cpus_int8())
 
 
 @pytest.mark.slow

@@ -1,10 +1,17 @@
-"""What this process may use of the CPU: its share of cores (the cgroup quota) and native bf16."""
+"""What this process may use of the CPU: its share of cores (the cgroup quota), native bf16, and whether
+its int8 kernels sum products exactly."""
 
 from __future__ import annotations
 
 import math
 import os
+import platform
 from pathlib import Path
+
+#: x86 features with which ONNX Runtime's u8 x s8 GEMMs accumulate every product in 32 bits
+#: (VPDPBUSD of AVX512-VNNI and AVX-VNNI, AMX's TDPBUSD).
+EXACT_INT8_X86_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+_X86 = ("x86_64", "amd64", "i386", "i686")
 
 
 def cgroup_cpu_limit(root: Path = Path("/sys/fs/cgroup")) -> float | None:
@@ -32,6 +39,34 @@ def available_cpus(root: Path = Path("/sys/fs/cgroup")) -> int:
     if quota is not None:
         cores = min(cores, max(1, math.ceil(quota)))
     return max(1, cores)
+
+
+def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
+    """The CPU's feature flags as Linux lists them (x86 `flags`, Arm `Features`); empty where unreadable."""
+    try:
+        text = cpuinfo.read_text()
+    except OSError:
+        return frozenset()
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() in ("flags", "Features"):
+            return frozenset(value.split())
+    return frozenset()
+
+
+def int8_products_exact(machine: str | None = None, flags: frozenset[str] | None = None) -> bool:
+    """Whether ONNX Runtime's int8 GEMMs on this CPU add up every u8 x s8 product exactly.
+
+    On x86 without VNNI or AMX (AVX2, or AVX-512 without VNNI: AMD hosts before Zen 4, Intel before
+    Cascade Lake) they multiply with VPMADDUBSW, which adds two neighbouring products into 16 bits with
+    saturation: with 8-bit weights (up to 127) and activations up to 255 a pair can pass 32767 and is
+    clipped. With VNNI or AMX, and on Arm (dot products into 32 bits), nothing is clipped.
+    """
+    machine = (machine or platform.machine()).lower()
+    if machine not in _X86:
+        return True
+    flags = cpu_flags() if flags is None else flags
+    return any(flag in flags for flag in EXACT_INT8_X86_FLAGS)
 
 
 def cpu_has_native_bf16() -> bool:

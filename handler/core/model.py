@@ -18,7 +18,7 @@ import numpy as np
 from PIL import Image
 
 from handler.core.checkpoint import download, has_tokenizer
-from handler.core.cpu import available_cpus, cpu_has_native_bf16
+from handler.core.cpu import available_cpus, cpu_has_native_bf16, int8_products_exact
 from handler.core.onnx_runtime import has_onnx_export, int8_usable, read_manifest
 from handler.core.preprocess import PreprocessConfig, to_pixel_values
 from handler.core.tokenizer import ClipTokenizer
@@ -49,7 +49,12 @@ class Precision(StrEnum):
     auto = "auto"  # int8 when the bake's int8 gate passed, else fp32
     fp32 = "fp32"
     int8 = "int8"  # ONNX Runtime, dynamically quantised image tower (a baked model directory)
+    int8_w7 = "int8-w7"  # the same with 7-bit weights: int8 on CPUs whose int8 kernels clip 8-bit ones
     bf16 = "bf16"  # transformers image tower in bfloat16; needs AVX512-BF16 or AMX
+
+    @property
+    def is_int8(self) -> bool:
+        return self in (Precision.int8, Precision.int8_w7)
 
 
 @dataclass
@@ -119,22 +124,53 @@ def choose_runtime(requested: Runtime, model_dir: Path) -> Runtime:
 
 
 def choose_precision(requested: Precision, runtime: Runtime, model_dir: Path) -> Precision:
-    """The requested precision where this runtime and CPU can run it, else fp32 (logged, never an error)."""
+    """The requested precision where this runtime and CPU can run it, else fp32 (logged, never an error).
+
+    int8 (and auto) means the int8 tower made for this CPU: `int8` where its int8 kernels sum products
+    exactly, else `int8-w7`, whose 7-bit weights they cannot clip (`int8_products_exact`); where both
+    suit the CPU and the 8-bit one missed its gate, the 7-bit one. `int8-w7` asked for by name runs
+    anywhere (the same numbers on every CPU).
+    """
     if runtime is Runtime.onnx:
-        usable = int8_usable(model_dir, read_manifest(model_dir))
-        if requested in (Precision.auto, Precision.int8) and usable:
-            return Precision.int8
-        if requested is Precision.int8:
-            logger.warning("INFERENCE_PRECISION=int8 but the bake's int8 gate did not pass; using fp32")
-        elif requested is Precision.bf16:
-            logger.warning("INFERENCE_PRECISION=bf16 runs on the transformers runtime only; using fp32")
-        return Precision.fp32
-    if requested is Precision.int8:
-        logger.warning("INFERENCE_PRECISION=int8 needs a baked model (python -m handler bake); using fp32")
+        return _onnx_precision(requested, model_dir)
+    if requested.is_int8:
+        logger.warning(
+            "INFERENCE_PRECISION=%s needs a baked model (python -m handler bake); using fp32", requested
+        )
     if requested is Precision.bf16:
         if cpu_has_native_bf16():
             return Precision.bf16
         logger.warning("INFERENCE_PRECISION=bf16 needs AVX512-BF16 or AMX; this CPU has neither, using fp32")
+    return Precision.fp32
+
+
+def _onnx_precision(requested: Precision, model_dir: Path) -> Precision:
+    if requested is Precision.bf16:
+        logger.warning("INFERENCE_PRECISION=bf16 runs on the transformers runtime only; using fp32")
+    if requested in (Precision.fp32, Precision.bf16):
+        return Precision.fp32
+    exact = int8_products_exact()
+    if requested is Precision.int8_w7:
+        candidates = [Precision.int8_w7]
+    else:
+        candidates = [Precision.int8, Precision.int8_w7] if exact else [Precision.int8_w7]
+    manifest = read_manifest(model_dir)
+    for candidate in candidates:
+        if int8_usable(model_dir, manifest, candidate.value):
+            if candidate is Precision.int8_w7 and requested is not Precision.int8_w7:
+                logger.info(
+                    "int8 image tower with 7-bit weights: %s",
+                    "the 8-bit one missed its gate"
+                    if exact
+                    else "this CPU's int8 kernels (no VNNI or AMX) would clip sums of 8-bit weights",
+                )
+            return candidate
+    if Precision.int8_w7 in candidates and Precision.int8_w7.value not in manifest:  # baked before it existed
+        needs = "" if exact else ", the one this CPU needs (no VNNI or AMX: 8-bit weights would be clipped)"
+        message = "INFERENCE_PRECISION=%s: the bake made no int8-w7 tower%s; bake again. Using fp32"
+        logger.warning(message, requested, needs)
+    elif requested is not Precision.auto:
+        logger.warning("INFERENCE_PRECISION=%s but its bake gate did not pass; using fp32", requested)
     return Precision.fp32
 
 
@@ -154,9 +190,7 @@ def load_encoder(settings: Settings) -> ClipEncoder:
         if runtime is Runtime.onnx:
             from handler.core import onnx_runtime
 
-            image_tower: ImageTower = onnx_runtime.load_image_tower(
-                model_dir, precision is Precision.int8, threads
-            )
+            image_tower: ImageTower = onnx_runtime.load_image_tower(model_dir, precision.value, threads)
             scale = float(read_manifest(model_dir)["logit_scale"])
 
             def load_text() -> TextTower:

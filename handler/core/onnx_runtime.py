@@ -1,7 +1,10 @@
 """The ONNX Runtime runtime: the baked towers (image fp32 and int8, text fp32) served with no torch.
 
 A baked model directory holds `onnx/manifest.json` (written by `python -m handler bake`): the files, the
-logit scale, the parity figures and whether the int8 image tower passed its gate.
+logit scale, the parity figures and whether each int8 image tower passed its gate. There are two int8
+towers: `int8` (8-bit weights) for CPUs whose int8 kernels sum products exactly, and `int8-w7` (7-bit
+weights, at most 64 in magnitude, so no pair of products passes 16 bits) for those that would clip them
+(`handler.core.cpu.int8_products_exact`); the manifest keeps each one's gate under its name.
 """
 
 from __future__ import annotations
@@ -19,7 +22,11 @@ MANIFEST_FILE = "manifest.json"
 MANIFEST_FORMAT = "clip-moderation-onnx/1"
 IMAGE_FP32 = "image_fp32.onnx"
 IMAGE_INT8 = "image_int8.onnx"
+IMAGE_INT8_W7 = "image_int8_w7.onnx"
 TEXT_FP32 = "text_fp32.onnx"
+#: Image towers by the precision name they serve (also the manifest key of an int8 tower's gate).
+IMAGE_TOWERS = {"fp32": IMAGE_FP32, "int8": IMAGE_INT8, "int8-w7": IMAGE_INT8_W7}
+INT8_TOWERS = ("int8", "int8-w7")
 
 
 def has_onnx_export(model_dir: Path) -> bool:
@@ -38,10 +45,10 @@ def read_manifest(model_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def int8_usable(model_dir: Path, manifest: dict[str, Any]) -> bool:
-    """The int8 image tower exists and passed the bake gate."""
-    gate = manifest.get("int8") or {}
-    return bool(gate.get("passed")) and (model_dir / EXPORT_DIR / IMAGE_INT8).is_file()
+def int8_usable(model_dir: Path, manifest: dict[str, Any], tower: str) -> bool:
+    """The int8 image tower `tower` ("int8" or "int8-w7") exists and passed its bake gate."""
+    gate = manifest.get(tower) or {}
+    return bool(gate.get("passed")) and (model_dir / EXPORT_DIR / IMAGE_TOWERS[tower]).is_file()
 
 
 def session_options(threads: int) -> Any:
@@ -92,10 +99,9 @@ class OnnxTextTower:
         return result
 
 
-def load_image_tower(model_dir: Path, int8: bool, threads: int) -> OnnxImageTower:
-    return OnnxImageTower(
-        open_session(model_dir / EXPORT_DIR / (IMAGE_INT8 if int8 else IMAGE_FP32), threads)
-    )
+def load_image_tower(model_dir: Path, tower: str, threads: int) -> OnnxImageTower:
+    """`tower`: "fp32", "int8" or "int8-w7" (IMAGE_TOWERS)."""
+    return OnnxImageTower(open_session(model_dir / EXPORT_DIR / IMAGE_TOWERS[tower], threads))
 
 
 def load_text_tower(model_dir: Path, threads: int) -> OnnxTextTower:

@@ -1,8 +1,9 @@
 """`python -m handler bake`: prepare a model directory at image build time, so run time needs no torch.
 
 Steps: fetch the checkpoint (or read a local one, in any form transformers loads), export the towers to
-ONNX (image fp32 and int8, text fp32), check the fp32 export against transformers (or refuse to bake),
-check int8 against fp32 on real photographs (the gate: int8 is used only if it passes), precompute the
+ONNX (image fp32, int8 with 8-bit and with 7-bit weights, text fp32), check the fp32 export against
+transformers (or refuse to bake), check each int8 tower against fp32 on real photographs (the gate: one
+is used only if it passes; which one a CPU gets: `handler.core.model.choose_precision`), precompute the
 text embeddings of the default policy and classes, and record the backbone fingerprint. The output holds
 no torch weights: configs, tokenizer, the ONNX files and `onnx/manifest.json` with every figure.
 """
@@ -19,13 +20,13 @@ from typing import Any
 import numpy as np
 
 from handler.core.checkpoint import SIDE_FILES, download, has_tokenizer, require_weights
-from handler.core.cpu import available_cpus
+from handler.core.cpu import available_cpus, int8_products_exact
 from handler.core.fingerprint import compute_fingerprint, write_fingerprint
 from handler.core.model import TEXT_LENGTH, ClipEncoder, Precision, load_encoder
 from handler.core.onnx_runtime import (
     EXPORT_DIR,
-    IMAGE_FP32,
-    IMAGE_INT8,
+    IMAGE_TOWERS,
+    INT8_TOWERS,
     MANIFEST_FILE,
     MANIFEST_FORMAT,
     TEXT_FP32,
@@ -40,6 +41,24 @@ from handler.tools.int8_gate import Gate, check_int8, photographs_in, skimage_ph
 REQUIRED_FILES = ("config.json", "preprocessor_config.json")
 DEFAULT_CLASSES = ("nsfw", "sfw")  # the thesis API's default label set
 PARITY_ATOL = 1e-4
+
+
+def _note(passed: dict[str, bool]) -> str:
+    """What INFERENCE_PRECISION=auto will serve, on each kind of CPU."""
+    exact = "int8" if passed["int8"] else "int8-w7" if passed["int8-w7"] else "fp32"
+    clipping = "int8-w7" if passed["int8-w7"] else "fp32"
+    missed = [tower for tower, ok in passed.items() if not ok]
+    left_out = (
+        f"{missed[0]} missed its gate and was left out. "
+        if len(missed) == 1
+        else f"{' and '.join(missed)} missed their gates and were left out. "
+        if missed
+        else ""
+    )
+    return (
+        f"{left_out}INFERENCE_PRECISION=auto serves {exact} on CPUs with VNNI or AMX and on Arm, "
+        f"{clipping} on x86 without them"
+    )
 
 
 def check_source(source: Path) -> None:
@@ -110,39 +129,46 @@ def bake(
 
     image_module, text_module = reference.image_tower.module, reference.load_text_tower().module  # type: ignore[attr-defined]
     folder = export_towers(image_module, text_module, out, reference.preprocess.crop_height, TEXT_LENGTH)
-    quantize_image_tower(folder)
+    for tower in INT8_TOWERS:
+        quantize_image_tower(folder, tower)
     manifest: dict[str, Any] = {
         "format": MANIFEST_FORMAT,
         "model_id": model_id,
         "logit_scale": reference.logit_scale,
         "text_length": TEXT_LENGTH,
         "image_side": reference.preprocess.crop_height,
-        "files": {"image_fp32": IMAGE_FP32, "image_int8": IMAGE_INT8, "text_fp32": TEXT_FP32},
+        "files": {f"image_{name.replace('-', '_')}": file for name, file in IMAGE_TOWERS.items()}
+        | {"text_fp32": TEXT_FP32},
         "exported_with": {p: version(p) for p in ("torch", "transformers", "onnx", "onnxruntime")},
-        "int8": {"passed": False},
+        # False: this CPU's int8 kernels clip pairs of products, so the 8-bit tower's gate figures below
+        # include that clipping (worse than a VNNI/AMX/Arm CPU, where it is served, computes).
+        "int8_products_exact_on_bake_cpu": int8_products_exact(),
+        **{tower: {"passed": False} for tower in INT8_TOWERS},
     }
     write_manifest(out, manifest)
     exported = load_encoder(Settings(model_dir=out, model_runtime="onnx", inference_precision="fp32"))
     manifest["parity_fp32"] = check_fp32_parity(reference, exported)
 
-    int8 = dataclasses.replace(
-        exported,
-        image_tower=load_image_tower(out, int8=True, threads=available_cpus()),
-        precision=Precision.int8,
-    )
     policy = default_policy()
     prompts = [tuple(c.prompts) for c in policy.categories]
     policy_embeddings = np.stack([reference.encode_texts(group).mean(axis=0) for group in prompts])
     policy_embeddings /= np.linalg.norm(policy_embeddings, axis=-1, keepdims=True)
     source_name = str(check_images) if check_images else "scikit-image photographs (mirrored, cropped)"
-    result = check_int8(
-        reference, int8, photos, DEFAULT_CLASSES, policy, policy_embeddings, gate, source_name
-    )
-    manifest["int8"] = result.as_dict()
-    if not result.passed:  # not used: leave it out of the image
-        (folder / IMAGE_INT8).unlink()
-        manifest["files"].pop("image_int8")
+    for tower in INT8_TOWERS:
+        int8 = dataclasses.replace(
+            exported,
+            image_tower=load_image_tower(out, tower, threads=available_cpus()),
+            precision=Precision(tower),
+        )
+        result = check_int8(
+            reference, int8, photos, DEFAULT_CLASSES, policy, policy_embeddings, gate, source_name
+        )
+        manifest[tower] = result.as_dict()
+        if not result.passed:  # not used: leave it out of the image
+            (folder / IMAGE_TOWERS[tower]).unlink()
+            manifest["files"].pop(f"image_{tower.replace('-', '_')}")
     write_manifest(out, manifest)
+    passed = {tower: bool(manifest[tower]["passed"]) for tower in INT8_TOWERS}
 
     groups = precompute_text_embeddings(out, exported)
     fingerprint = write_fingerprint(out, compute_fingerprint(source))  # the source's weights, any form
@@ -152,12 +178,10 @@ def bake(
         "files": sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()),
         "parity_fp32": manifest["parity_fp32"],
         "int8": manifest["int8"],
-        "int8_used_by_auto": result.passed,
-        "note": (
-            "int8 passed its gate: INFERENCE_PRECISION=auto serves int8"
-            if result.passed
-            else "int8 missed its gate and was left out: INFERENCE_PRECISION=auto serves fp32"
-        ),
+        "int8-w7": manifest["int8-w7"],
+        "int8_used_by_auto": passed["int8"],
+        "int8_w7_used_by_auto": passed["int8-w7"],
+        "note": _note(passed),
         "text_embedding_groups": groups,
         "backbone_fingerprint": fingerprint,
     }

@@ -224,7 +224,8 @@ def parity(raw: Path, baked: Path) -> dict[str, Any]:
     from handler.core.policy import default_policy
     from handler.tools.parity import compare, load_pair
 
-    result: dict[str, Any] = {"int8_gate": read_manifest(baked)["int8"]}
+    manifest = read_manifest(baked)
+    result: dict[str, Any] = {"int8_gate": manifest["int8"], "int8_w7_gate": manifest.get("int8-w7")}
     if not cpu_has_native_bf16():
         result["bf16"] = {"skipped": "this CPU has no native bf16"}
         return result

@@ -80,7 +80,7 @@ class Server:
     @property
     def precision(self) -> str:
         """What the server says it loaded (its start-up log line), not what was asked for."""
-        found = re.search(r"runtime=(\w+), precision=(\w+)", self.log.read_text())
+        found = re.search(r"runtime=(\w+), precision=([\w-]+)", self.log.read_text())
         return f"{found.group(1)}/{found.group(2)}" if found else "unknown"
 
     def classify(self, data: bytes) -> None:

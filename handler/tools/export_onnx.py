@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from handler.core.onnx_runtime import EXPORT_DIR, IMAGE_FP32, IMAGE_INT8, TEXT_FP32
+from handler.core.onnx_runtime import EXPORT_DIR, IMAGE_FP32, IMAGE_TOWERS, TEXT_FP32
 
 OPSET = 18
 
@@ -123,13 +123,19 @@ def export_towers(
     return folder
 
 
-def quantize_image_tower(folder: Path) -> Path:
+def quantize_image_tower(folder: Path, tower: str) -> Path:
     """int8 weights per output channel for the MatMul/Gemm layers (nearly all of ViT's compute); the
     patch-embedding convolution stays fp32. Activations are quantised per batch at run time, so there is
-    no calibration step to overfit: the photographs only check the result (handler/tools/int8_gate.py)."""
+    no calibration step to overfit: the photographs only check the result (handler/tools/int8_gate.py).
+
+    `tower` "int8": weights in [-127, 127], for CPUs whose int8 kernels sum products exactly. "int8-w7":
+    weights in [-64, 64] (ONNX Runtime's `reduce_range`), so that two products of activations up to 255
+    sum to at most 255 * 128 = 32640 and fit the 16 bits that VPMADDUBSW (x86 without VNNI or AMX)
+    saturates to: the same numbers on every CPU, for twice the weights' rounding error.
+    """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    target = folder / IMAGE_INT8
+    target = folder / IMAGE_TOWERS[tower]
     with _quiet_export():
         quantize_dynamic(
             folder / IMAGE_FP32,
@@ -137,5 +143,6 @@ def quantize_image_tower(folder: Path) -> Path:
             op_types_to_quantize=["MatMul", "Gemm"],
             per_channel=True,
             weight_type=QuantType.QInt8,
+            reduce_range=tower == "int8-w7",
         )
     return target
