@@ -111,14 +111,18 @@ def exact_int8_cpu(monkeypatch: pytest.MonkeyPatch, exact: bool) -> None:
     monkeypatch.setattr(model_module, "int8_products_exact", lambda: exact)
 
 
+AVX512_CORE = ("avx512f", "avx512bw", "avx512dq", "avx512vl")
+
+
 @pytest.mark.parametrize(
     ("machine", "flags", "exact"),
     [
         ("x86_64", {"avx2", "fma"}, False),  # AMD before Zen 4 (Lambda's AMD hosts), Intel before Skylake-SP
-        ("x86_64", {"avx2", "avx512f", "avx512bw"}, False),  # Skylake-SP: AVX-512 without VNNI
-        ("x86_64", {"avx2", "avx512f", "avx512_vnni"}, True),  # Cascade Lake and later, Zen 4
+        ("x86_64", {"avx2", *AVX512_CORE}, False),  # Skylake-SP: AVX-512 without VNNI
+        ("x86_64", {"avx2", *AVX512_CORE, "avx512_vnni"}, True),  # Cascade Lake and later, Zen 4
+        ("x86_64", {"avx2", *AVX512_CORE, "avx512_vnni", "amx_int8", "amx_tile"}, True),  # Sapphire Rapids
         ("x86_64", {"avx2", "avx_vnni"}, True),  # Alder Lake and later client cores
-        ("x86_64", {"avx512f", "amx_int8", "amx_tile"}, True),
+        ("x86_64", {"avx2", "avx_vnni", *AVX512_CORE}, False),  # MLAS's AVX-512 kernel replaces AVX-VNNI's
         ("aarch64", set(), True),  # Graviton: dot products into 32 bits
     ],
 )

@@ -8,9 +8,8 @@ import os
 import platform
 from pathlib import Path
 
-#: x86 features with which ONNX Runtime's u8 x s8 GEMMs accumulate every product in 32 bits
-#: (VPDPBUSD of AVX512-VNNI and AVX-VNNI, AMX's TDPBUSD).
-EXACT_INT8_X86_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+#: The AVX-512 subsets ONNX Runtime's int8 kernels for AVX-512 need (MLAS: "AVX512 core").
+_AVX512_CORE = frozenset({"avx512f", "avx512bw", "avx512dq", "avx512vl"})
 _X86 = ("x86_64", "amd64", "i386", "i686")
 
 
@@ -57,16 +56,21 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
 def int8_products_exact(machine: str | None = None, flags: frozenset[str] | None = None) -> bool:
     """Whether ONNX Runtime's int8 GEMMs on this CPU add up every u8 x s8 product exactly.
 
-    On x86 without VNNI or AMX (AVX2, or AVX-512 without VNNI: AMD hosts before Zen 4, Intel before
-    Cascade Lake) they multiply with VPMADDUBSW, which adds two neighbouring products into 16 bits with
-    saturation: with 8-bit weights (up to 127) and activations up to 255 a pair can pass 32767 and is
-    clipped. With VNNI or AMX, and on Arm (dot products into 32 bits), nothing is clipped.
+    Its x86 kernels, as MLAS picks them: with AVX-512 (core), the AVX512-VNNI kernel if the CPU has it,
+    else one built on VPMADDUBSW; without AVX-512, the AVX-VNNI kernel if the CPU has it, else the AVX2
+    one, also on VPMADDUBSW (AMX, where present and granted, comes with AVX512-VNNI). VPMADDUBSW adds two
+    neighbouring products into 16 bits with saturation: with 8-bit weights (up to 127) and activations
+    up to 255 a pair can pass 32767 and is clipped. The VNNI kernels, and Arm's (16-bit products added
+    pairwise into 32 bits, or dot products), sum exactly. So: AMD before Zen 4 and Intel before
+    Cascade Lake clip; later ones and Graviton do not.
     """
     machine = (machine or platform.machine()).lower()
     if machine not in _X86:
         return True
     flags = cpu_flags() if flags is None else flags
-    return any(flag in flags for flag in EXACT_INT8_X86_FLAGS)
+    if flags >= _AVX512_CORE:
+        return "avx512_vnni" in flags  # MLAS's AVX-512 kernels take over from the AVX-VNNI one
+    return "avx_vnni" in flags
 
 
 def cpu_has_native_bf16() -> bool:
