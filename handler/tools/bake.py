@@ -48,17 +48,20 @@ def _note(passed: dict[str, bool]) -> str:
     exact = "int8" if passed["int8"] else "int8-w7" if passed["int8-w7"] else "fp32"
     clipping = "int8-w7" if passed["int8-w7"] else "fp32"
     missed = [tower for tower, ok in passed.items() if not ok]
-    left_out = (
-        f"{missed[0]} missed its gate and was left out. "
-        if len(missed) == 1
-        else f"{' and '.join(missed)} missed their gates and were left out. "
-        if missed
-        else ""
-    )
+    left_out = ""
+    if len(missed) == 1:
+        left_out = f"{missed[0]} missed its gate and was left out. "
+    elif missed:
+        left_out = f"{' and '.join(missed)} missed their gates and were left out. "
     return (
         f"{left_out}INFERENCE_PRECISION=auto serves {exact} on CPUs with VNNI or AMX and on Arm, "
         f"{clipping} on x86 without them"
     )
+
+
+def _file_key(tower: str) -> str:
+    """The manifest's name for an image tower's file: image_fp32, image_int8, image_int8_w7."""
+    return "image_" + tower.replace("-", "_")
 
 
 def check_source(source: Path) -> None:
@@ -137,8 +140,7 @@ def bake(
         "logit_scale": reference.logit_scale,
         "text_length": TEXT_LENGTH,
         "image_side": reference.preprocess.crop_height,
-        "files": {f"image_{name.replace('-', '_')}": file for name, file in IMAGE_TOWERS.items()}
-        | {"text_fp32": TEXT_FP32},
+        "files": {_file_key(tower): file for tower, file in IMAGE_TOWERS.items()} | {"text_fp32": TEXT_FP32},
         "exported_with": {p: version(p) for p in ("torch", "transformers", "onnx", "onnxruntime")},
         # False: this CPU's int8 kernels clip pairs of products, so the 8-bit tower's gate figures below
         # include that clipping (worse than a VNNI/AMX/Arm CPU, where it is served, computes).
@@ -166,7 +168,7 @@ def bake(
         manifest[tower] = result.as_dict()
         if not result.passed:  # not used: leave it out of the image
             (folder / IMAGE_TOWERS[tower]).unlink()
-            manifest["files"].pop(f"image_{tower.replace('-', '_')}")
+            manifest["files"].pop(_file_key(tower))
     write_manifest(out, manifest)
     passed = {tower: bool(manifest[tower]["passed"]) for tower in INT8_TOWERS}
 
