@@ -15,7 +15,7 @@ import pytest
 from PIL import Image
 
 from handler.core import model as model_module
-from handler.core.cpu import cpu_flags, int8_products_exact
+from handler.core.cpu import cpu_flags, cpu_model_name, int8_products_exact
 from handler.core.model import Precision, Runtime, load_encoder
 from handler.core.onnx_runtime import MANIFEST_FILE, read_manifest
 from handler.core.policy import default_policy
@@ -136,6 +136,8 @@ def test_cpu_flags_are_read_from_x86_and_arm_cpuinfo(tmp_path: Path) -> None:
     arm = tmp_path / "arm"
     arm.write_text("processor\t: 0\nFeatures\t: fp asimd asimddp\n")
     assert cpu_flags(x86) == {"fpu", "avx2", "avx512_vnni"}
+    assert cpu_model_name(x86) == "Xeon"
+    assert cpu_model_name(tmp_path / "arm") == ""
     assert cpu_flags(arm) == {"fp", "asimd", "asimddp"}
     assert cpu_flags(tmp_path / "missing") == frozenset()
 

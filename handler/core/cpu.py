@@ -53,6 +53,15 @@ def cpu_flags(cpuinfo: Path = Path("/proc/cpuinfo")) -> frozenset[str]:
     return frozenset()
 
 
+def cpu_model_name(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """The CPU's name as Linux gives it (x86 `model name`); empty where it gives none."""
+    try:
+        lines = cpuinfo.read_text().splitlines()
+    except OSError:
+        return ""
+    return next((line.partition(":")[2].strip() for line in lines if line.startswith("model name")), "")
+
+
 def int8_products_exact(machine: str | None = None, flags: frozenset[str] | None = None) -> bool:
     """Whether ONNX Runtime's int8 GEMMs on this CPU add up every u8 x s8 product exactly.
 
@@ -75,8 +84,5 @@ def int8_products_exact(machine: str | None = None, flags: frozenset[str] | None
 
 def cpu_has_native_bf16() -> bool:
     """AVX512-BF16 or AMX: the instructions that make a bf16 forward pass faster than fp32."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
+    flags = cpu_flags()
     return "avx512_bf16" in flags or "amx_bf16" in flags

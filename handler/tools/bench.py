@@ -175,10 +175,11 @@ def lambda_cpu_phase(work: Path, model_dir: Path | None, requests: int, batch: i
 def run_lambda_cpu_phase(work: Path, model_dir: Path | None, requests: int, batch: int) -> None:
     """The child process of `lambda_cpu_phase`: AMX refused first (before any library has asked for it,
     and inherited by the servers it starts), then the same phase as the native one."""
+    from handler.core.cpu import cpu_flags
     from handler.tools import amx_off
 
     amx = "not on this CPU"
-    if amx_off.supported() and cpu_has("amx_int8"):
+    if amx_off.supported() and "amx_int8" in cpu_flags():
         amx_off.deny_amx()
         amx = "refused by a seccomp filter (handler.tools.amx_off)"
     work = work.resolve()
@@ -187,32 +188,19 @@ def run_lambda_cpu_phase(work: Path, model_dir: Path | None, requests: int, batc
     (work / "lambda-cpu.json").write_text(json.dumps({**phase, "amx": amx}, indent=2))
 
 
-def _cpuinfo() -> str:
-    try:
-        return Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return ""
-
-
-def cpu_has(flag: str) -> bool:
-    return flag in _cpuinfo().split()
-
-
 #: The CPU features that decide which kernels run: the ratios move with them (and the thesis's torch
 #: fp32 is much faster on some hosts than on others), so every run says what it ran on.
-KERNEL_FEATURES = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
+KERNEL_FEATURES = ("avx2", "avx_vnni", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_int8")
 
 
 def cpu_description() -> dict[str, Any]:
-    from handler.core.cpu import available_cpus
+    from handler.core.cpu import available_cpus, cpu_flags, cpu_model_name
 
-    model = next(
-        (line.split(":", 1)[1].strip() for line in _cpuinfo().splitlines() if "model name" in line), ""
-    )
+    flags = cpu_flags()
     return {
-        "model": model or platform.processor() or platform.machine(),
+        "model": cpu_model_name() or platform.processor() or platform.machine(),
         "cpus": available_cpus(),
-        "features": [flag for flag in KERNEL_FEATURES if cpu_has(flag)],
+        "features": [flag for flag in KERNEL_FEATURES if flag in flags],
     }
 
 
