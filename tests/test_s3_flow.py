@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import hashlib
+import io
 import logging
 import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from handler.core.moderator import Moderator
 from handler.logs import JsonMessageFormatter
@@ -361,7 +364,7 @@ def test_objects_in_the_quarantine_location_are_left_alone(s3: Any, forced: Call
     assert not proxy.calls
 
 
-def test_a_batch_is_judged_in_one_forward_pass(
+def test_each_still_is_judged_in_a_forward_pass_of_its_own(
     s3: Any, forced: Callable[..., Moderator], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     make_buckets(s3)
@@ -377,7 +380,7 @@ def test_a_batch_is_judged_in_one_forward_pass(
 
     results = moderate_objects(refs, client=s3, moderator=mod)
 
-    assert batches == [3]
+    assert batches == [1, 1, 1]  # the PDF never reaches the model
     assert [r.verdict for r in results] == ["review", "review", "review", "error"]
 
 
@@ -404,3 +407,39 @@ def test_one_json_log_line_per_object(
     assert line["top"]
     assert isinstance(line["score"], float)
     assert line["ms"] > 0
+
+
+def hostile_mate() -> bytes:
+    """An upload built to widen a layer's activation range: saturated, high-frequency stripes."""
+    stripes = np.zeros((240, 320, 3), dtype=np.uint8)
+    stripes[:, ::2] = (255, 0, 255)
+    stripes[::2, :, 1] = 255
+    buffer = io.BytesIO()
+    Image.fromarray(stripes).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp32"])
+def test_an_objects_scores_do_not_depend_on_the_other_uploads_in_its_batch(
+    s3: Any, baked: Path, tmp_path: Path, precision: str
+) -> None:
+    """int8 activations are scaled per forward pass: an uploader whose image shares that pass with
+    another's would move the other's scores. Each object's judgement depends on its own bytes alone."""
+    from handler.core.moderator import build_moderator
+    from handler.settings import Settings
+
+    make_buckets(s3)
+    policy = [write_policy(tmp_path, "review")]
+    mod = build_moderator(Settings(model_dir=baked, inference_precision=precision, moderation_policy=policy))
+    photo = image_bytes(color=(90, 140, 200), size=(400, 300))
+    alone = ObjectRef(UPLOADS, "alone.jpg", put(s3, "alone.jpg", photo))
+    shared = ObjectRef(UPLOADS, "shared.jpg", put(s3, "shared.jpg", photo))
+    mates = [ObjectRef(UPLOADS, f"mate{i}.png", put(s3, f"mate{i}.png", hostile_mate())) for i in range(3)]
+
+    [by_itself] = moderate_objects([alone], client=s3, moderator=mod)
+    batch = moderate_objects([*mates, shared], client=s3, moderator=mod)
+
+    assert by_itself.record is not None
+    assert batch[-1].record is not None
+    assert batch[-1].record.scores == by_itself.record.scores
+    assert batch[-1].record.judged_by == by_itself.record.judged_by

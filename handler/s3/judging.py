@@ -1,13 +1,14 @@
-"""Phase 2: stills in one forward pass per MAX_BATCH_IMAGES; videos and animations in order, on the clock.
+"""Phase 2: each still in a forward pass of its own; videos and animations in order, on the clock.
 
-A failure of a batch is isolated by judging its images one at a time: an object that still fails alone
-fails alone (NaN scores are that object's `error` verdict; anything else is retried), and its neighbours
-keep their verdicts.
+An object's judgement depends on its own bytes alone. int8 activations are scaled per forward pass (and
+fp32 kernels block a batch differently from one image), so a still sharing a pass with other uploaders'
+objects would get scores that move with theirs: an uploader could shift a neighbour's verdict near a
+threshold, and a redelivered event judged in another batch could disagree with the first judgement.
+One pass per object also makes a failure (an exception, NaN scores) that object's alone.
 """
 
 from __future__ import annotations
 
-import logging
 import time
 
 from handler.exceptions import InputError
@@ -15,33 +16,24 @@ from handler.s3 import video as s3_video
 from handler.s3.context import FlowContext
 from handler.s3.work import Item, Outcome, StreamedVideo
 
-logger = logging.getLogger(__name__)
-
 
 def judge_stills(ctx: FlowContext, items: list[Item]) -> None:
-    step = ctx.settings.max_batch_images
-    for start in range(0, len(items), step):
-        chunk = items[start : start + step]
+    for item in items:
         try:
-            _judge_together(ctx, chunk)
+            _judge_alone(ctx, item)
+        except InputError as exc:  # NaN or infinite scores: this object's `error` verdict
+            ctx.errored(item, exc.detail)
         except Exception as exc:
-            logger.warning("a batch of %d images failed (%s); judging them one by one", len(chunk), exc)
-            for item in chunk:
-                try:
-                    _judge_together(ctx, [item])
-                except InputError as alone:
-                    ctx.errored(item, alone.detail)
-                except Exception as alone:
-                    item.fail(alone)
+            item.fail(exc)
 
 
-def _judge_together(ctx: FlowContext, items: list[Item]) -> None:
+def _judge_alone(ctx: FlowContext, item: Item) -> None:
+    assert item.pixels is not None
     started = time.perf_counter()
-    embeddings = ctx.mod.embed_pixels([item.pixels for item in items])
-    share = (time.perf_counter() - started) * 1000 / len(items)
-    for item, decision in zip(items, ctx.mod.judge_embeddings(embeddings, ctx.policy), strict=True):
-        ctx.decided(item, decision)
-        item.model_ms = share
+    embeddings = ctx.mod.embed_pixels([item.pixels])
+    [decision] = ctx.mod.judge_embeddings(embeddings, ctx.policy)
+    item.model_ms = (time.perf_counter() - started) * 1000
+    ctx.decided(item, decision)
 
 
 def judge_sequences(ctx: FlowContext, items: list[Item]) -> None:

@@ -1,5 +1,6 @@
-"""The S3 moderation flow: inspect every object (S3 I/O, concurrent) -> judge (stills in one batched
-forward pass; videos in order on the invocation clock) -> act (record, tags, quarantine; concurrent).
+"""The S3 moderation flow: inspect every object (S3 I/O, concurrent) -> judge (each still in a forward
+pass of its own, so no upload moves another's scores; videos in order on the invocation clock) -> act
+(record, tags, quarantine; concurrent).
 
 Each object carries its own state and result through the three phases, so one object's fault (an
 exception, an undecodable file, a poison image, a time budget) is that object's result alone.
