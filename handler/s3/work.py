@@ -65,7 +65,7 @@ class Item:
     decision: Decision | None = None
     result: ObjectResult | None = None
     kind: str = "image"  # image | video | frames (for logs and metrics)
-    model_ms: float | None = None  # this object's share of its forward pass
+    model_ms: float | None = None  # its forward pass and scoring
     frames: int | None = None  # frames judged (videos and animations)
 
     def finish(self, outcome: Outcome, **fields: Any) -> None:
