@@ -129,7 +129,7 @@ def choose_precision(requested: Precision, runtime: Runtime, model_dir: Path) ->
     int8 (and auto) means the int8 tower made for this CPU: `int8` where its int8 kernels sum products
     exactly, else `int8-w7`, whose 7-bit weights they cannot clip (`int8_products_exact`); where both
     suit the CPU and the 8-bit one missed its gate, the 7-bit one. `int8-w7` asked for by name runs
-    anywhere (the same numbers on every CPU).
+    anywhere (one tower for a mixed fleet, unclipped on every CPU).
     """
     if runtime is Runtime.onnx:
         return _onnx_precision(requested, model_dir)

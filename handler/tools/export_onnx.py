@@ -162,7 +162,7 @@ def quantize_image_tower(folder: Path, tower: str) -> Path:
     `tower` "int8": weights in [-127, 127], for CPUs whose int8 kernels sum products exactly. "int8-w7":
     weights in [-64, 64] (ONNX Runtime's `reduce_range`), so that two products of activations up to 255
     sum to at most 255 * 128 = 32640 and fit the 16 bits that VPMADDUBSW (x86 without VNNI or AMX)
-    saturates to: the same numbers on every CPU, for twice the weights' rounding error.
+    saturates to: no CPU clips it, for twice the weights' rounding error.
     """
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
