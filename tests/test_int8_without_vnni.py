@@ -50,11 +50,12 @@ def on_an_avx2_cpu(baked: Path, tmp_path_factory: pytest.TempPathFactory) -> dic
     images = [Image.new("RGB", (64, 64), (255, 255, 255)), *skimage_photographs()[:4]]
     np.save(folder / "pixels.npy", to_pixel_values(images, PreprocessConfig.from_model_dir(baked)))
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
-    subprocess.run(
+    child = subprocess.run(
         [QEMU, "-cpu", "Haswell", sys.executable, "-c", CHILD, str(baked), str(folder / "pixels.npy"),
          str(folder / "out.npz"), *TOWERS],
-        check=True, env=env, timeout=300, capture_output=True,
+        env=env, timeout=300, capture_output=True, text=True,
     )  # fmt: skip
+    assert child.returncode == 0, f"the towers under qemu-x86_64 -cpu Haswell failed:\n{child.stderr[-2000:]}"
     with np.load(folder / "out.npz") as out:
         return {"pixels": np.load(folder / "pixels.npy"), **{tower: out[tower] for tower in TOWERS}}
 
