@@ -22,6 +22,7 @@ from PIL import Image
 from handler.core.cpu import int8_products_exact
 from handler.core.onnx_runtime import load_image_tower
 from handler.core.preprocess import PreprocessConfig, to_pixel_values
+from handler.core.vectors import unit
 from handler.tools.int8_gate import skimage_photographs
 
 QEMU = shutil.which("qemu-x86_64")
@@ -34,11 +35,6 @@ from handler.core.onnx_runtime import load_image_tower
 model_dir, pixels, out = Path(sys.argv[1]), np.load(sys.argv[2]), sys.argv[3]
 np.savez(out, **{tower: load_image_tower(model_dir, tower, 1)(pixels) for tower in sys.argv[4:]})
 """
-
-
-def unit(rows: np.ndarray) -> np.ndarray:
-    normed: np.ndarray = rows / np.linalg.norm(rows, axis=1, keepdims=True)
-    return normed
 
 
 @pytest.fixture(scope="module")
