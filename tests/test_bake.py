@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -82,6 +83,24 @@ def test_the_7_bit_tower_cannot_be_clipped_by_any_cpu_and_the_8_bit_one_can(bake
     assert max(_largest_pair_of_products(w) for w in narrow) <= 32767
     # Why the 7-bit tower exists: some neighbouring 8-bit weights can add up past 16 bits.
     assert max(_largest_pair_of_products(w) for w in wide) > 32767
+
+
+def test_each_image_layer_attends_in_one_fused_node_after_one_projection(baked: Path) -> None:
+    """The exported graph's shape is what makes one image fast (handler.tools.onnx_attention): per layer,
+    query, key and value from one MatMul and attention in one MultiHeadAttention node, not torch.onnx's
+    decomposition (Softmax, MatMuls, a Transpose for each of q, k, v, k again, and the output)."""
+    import onnx
+
+    layers = json.loads((baked / "config.json").read_text())["vision_config"]["num_hidden_layers"]
+    for tower in ("image_fp32", "image_int8", "image_int8_w7"):
+        graph = onnx.load(str(baked / "onnx" / f"{tower}.onnx")).graph
+        ops = Counter(node.op_type for node in graph.node)
+        assert ops["MultiHeadAttention"] == layers, tower
+        assert ops["Softmax"] == 0, tower
+        assert ops["Transpose"] <= 1, f"{tower}: only the patch embedding's cut, not attention's heads"
+        # Weight MatMuls: q|k|v, out, fc1, fc2 per layer; the last q, k|v, out, fc1, fc2; patches, projection.
+        weight_matmuls = ops["MatMulInteger"] if tower != "image_fp32" else ops["MatMul"] + ops["Gemm"]
+        assert weight_matmuls == 4 * layers + 3, tower
 
 
 def test_baked_directory_serves_int8_by_default_and_fp32_on_request(baked: Path) -> None:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from handler.core.onnx_runtime import EXPORT_DIR, IMAGE_FP32, IMAGE_TOWERS, TEXT_FP32
+from handler.tools.onnx_attention import TRANSLATIONS, multi_head_attention
 
 OPSET = 18
 
@@ -31,6 +32,11 @@ class PooledImageTower(torch.nn.Module):
       output and MLP there is computed only to be dropped: 49 of 50 rows of the out-projection and of
       the MLP (three quarters of a layer's multiply-adds), and 49 of 50 query rows. About 7% of
       ViT-B/32's work. Keys and values still come from every position.
+    - Each layer's query, key and value projections are one MatMul (their weights side by side, so the
+      int8 step quantises the layer's input once for all three), and the attention between them one
+      `MultiHeadAttention` node (`handler.tools.onnx_attention`), not the ~20 reshapes, transposes,
+      MatMuls and Softmax torch.onnx writes for it. Interleaved A/B, 2026-12-02, AMD EPYC, int8: one
+      image 5-7% faster, a batch of 32 about 4%.
     - The patch embedding (a convolution whose stride is its kernel) is the same product written as a
       matrix multiply over the image cut into patches, so the int8 step quantises it with the other
       MatMuls (its weights were the only large fp32 ones left: 9 of the int8 tower's 96 MB). Interleaved
@@ -54,6 +60,11 @@ class PooledImageTower(torch.nn.Module):
                 self.patch_projection.bias.copy_(conv.bias)
         self.pre_layrnorm = vision.pre_layrnorm
         self.layers = vision.encoder.layers
+        *full, last = self.layers
+        self.query_key_value = torch.nn.ModuleList(
+            _side_by_side(a.q_proj, a.k_proj, a.v_proj) for a in (layer.self_attn for layer in full)
+        )
+        self.last_key_value = _side_by_side(last.self_attn.k_proj, last.self_attn.v_proj)
         self.post_layernorm = vision.post_layernorm
         self.visual_projection = tower.visual_projection
 
@@ -75,25 +86,44 @@ class PooledImageTower(torch.nn.Module):
 
     def forward(self, pixel_values: torch.Tensor) -> torch.Tensor:
         hidden = self.pre_layrnorm(self.embed(pixel_values))
-        for layer in self.layers[:-1]:
-            out = layer(hidden, None, None)
-            hidden = out[0] if isinstance(out, tuple) else out
-        pooled = self.post_layernorm(_class_token_of_last_layer(self.layers[-1], hidden))
+        for layer, query_key_value in zip(self.layers[:-1], self.query_key_value, strict=True):
+            hidden = _encoder_layer(layer, query_key_value, hidden)
+        pooled = self.post_layernorm(_class_token_of_last_layer(self.layers[-1], self.last_key_value, hidden))
         features: torch.Tensor = self.visual_projection(pooled)
         return features
 
 
-def _class_token_of_last_layer(layer: Any, hidden: torch.Tensor) -> torch.Tensor:
-    """`CLIPEncoderLayer(hidden)[:, 0]` (no attention mask: the vision tower has none)."""
+def _side_by_side(*projections: torch.nn.Linear) -> torch.nn.Linear:
+    """One Linear computing `projections` at once: outputs concatenated in the order given."""
+    width = sum(p.out_features for p in projections)
+    merged = torch.nn.Linear(projections[0].in_features, width)
+    with torch.no_grad():
+        merged.weight.copy_(torch.cat([p.weight for p in projections]))
+        merged.bias.copy_(
+            torch.cat(
+                [p.bias if p.bias is not None else p.weight.new_zeros(p.out_features) for p in projections]
+            )
+        )
+    return merged
+
+
+def _encoder_layer(layer: Any, query_key_value: torch.nn.Module, hidden: torch.Tensor) -> torch.Tensor:
+    """`CLIPEncoderLayer(hidden)` (no attention mask: the vision tower has none)."""
     attention = layer.self_attn
-    batch, length, width = hidden.shape
-    heads, head_dim = attention.num_heads, attention.head_dim
+    query, key, value = query_key_value(layer.layer_norm1(hidden)).split(attention.embed_dim, dim=-1)
+    attended = multi_head_attention(query, key, value, attention.num_heads, float(attention.scale))
+    hidden = hidden + attention.out_proj(attended)
+    out: torch.Tensor = hidden + layer.mlp(layer.layer_norm2(hidden))
+    return out
+
+
+def _class_token_of_last_layer(layer: Any, key_value: torch.nn.Linear, hidden: torch.Tensor) -> torch.Tensor:
+    """`CLIPEncoderLayer(hidden)[:, 0]`, the query and everything after attention for the class token only."""
+    attention = layer.self_attn
     normed = layer.layer_norm1(hidden)
-    query = attention.q_proj(normed[:, :1]).view(batch, 1, heads, head_dim).transpose(1, 2)
-    keys = attention.k_proj(normed).view(batch, length, heads, head_dim).transpose(1, 2)
-    values = attention.v_proj(normed).view(batch, length, heads, head_dim).transpose(1, 2)
-    weights = torch.softmax(torch.matmul(query, keys.transpose(2, 3)) * attention.scale, dim=-1)
-    attended = torch.matmul(weights, values).transpose(1, 2).reshape(batch, 1, width)
+    query = attention.q_proj(normed[:, :1])
+    key, value = key_value(normed).split(attention.embed_dim, dim=-1)
+    attended = multi_head_attention(query, key, value, attention.num_heads, float(attention.scale))
     token = hidden[:, :1] + attention.out_proj(attended)
     token = token + layer.mlp(layer.layer_norm2(token))
     cls: torch.Tensor = token[:, 0]
@@ -137,6 +167,7 @@ def export_towers(
             external_data=False,
             dynamo=True,
             verbose=False,
+            custom_translation_table=TRANSLATIONS,
         )
         torch.onnx.export(
             text_tower,
