@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -26,6 +27,10 @@ BAND_PIXELS = 1 << 20
 #: and scaled whole (Pillow's exact path); beyond either, in bands.
 EXACT_PIXELS = 4 << 20
 EXACT_SCALED_AREAS = 16
+#: Below this many pixels a resample pass runs whole on the calling thread (handing half over costs more).
+SPLIT_PIXELS = 1 << 16
+#: Runs the second half of a resample pass while the calling thread does the first (`_resized_in_halves`).
+_HALVES = ThreadPoolExecutor(max_workers=1, thread_name_prefix="resample")
 _WHITE = (255, 255, 255, 255)
 _HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
@@ -130,15 +135,81 @@ def model_image(image: Image.Image, cfg: PreprocessConfig, orientation: int = 1)
         rgb = _to_rgb(image, _tone_scale(image))
         if transpose is not None:
             rgb = rgb.transpose(transpose)
-        if scaled != rgb.size:
-            rgb = rgb.resize(scaled, resample=Image.Resampling(cfg.resample))
-        return rgb.crop((left, top, left + out_w, top + out_h))
+        return _scale_then_crop(rgb, scaled, (left, top, left + out_w, top + out_h), cfg.resample)
     scale_x, scale_y = shown_w / scaled[0], shown_h / scaled[1]
     box = (left * scale_x, top * scale_y, (left + out_w) * scale_x, (top + out_h) * scale_y)
     if swapped:
         out_w, out_h = out_h, out_w
     rgb = _resample(image, _unrotate(box, transpose, width, height), (out_w, out_h), cfg.resample)
     return rgb.transpose(transpose) if transpose is not None else rgb
+
+
+def _scale_then_crop(image: Image.Image, size: tuple[int, int], box: Box, resample: int) -> Image.Image:
+    """`image.resize(size, resample).crop(box)` bit for bit, in about two thirds of the time on two cores.
+
+    Pillow resamples in two passes, rounding to 8 bits in between: a horizontal one, in which each row
+    of the output depends on that source row alone, and a vertical one, in which each column depends on
+    that column alone. Each pass here runs on the two halves of the image at once (`_resized_in_halves`),
+    and the second pass only on the rows or columns the crop keeps (a quarter fewer columns for a 4:3
+    picture). The passes go in Pillow's order (`_horizontal_first`); the tests hold the result to
+    Pillow's own, so a Pillow that changes its order fails them rather than the model's inputs.
+    """
+    width, height = image.size
+    new_w, new_h = size
+    left, top, right, bottom = (int(edge) for edge in box)
+
+    def across(picture: Image.Image) -> Image.Image:
+        if new_w == width:
+            return picture
+        return _resized_in_halves(picture, True, lambda half: (new_w, half.height), resample)
+
+    def down(picture: Image.Image) -> Image.Image:
+        if new_h == height:
+            return picture
+        return _resized_in_halves(picture, False, lambda half: (half.width, new_h), resample)
+
+    if _horizontal_first(image.size, size):
+        columns = across(image).crop((left, 0, right, height))
+        return down(columns).crop((0, top, right - left, bottom))
+    rows = down(image).crop((0, top, width, bottom))
+    return across(rows).crop((left, 0, right, bottom - top))
+
+
+def _horizontal_first(source: tuple[int, int], size: tuple[int, int]) -> bool:
+    """Pillow 13's order of passes (Resample.c, `ImagingResampleInner`): vertical first only when the
+    height shrinks by more than twice as many pixels as the width."""
+    shrink_h = source[1] - size[1]
+    return not (shrink_h > 0 and shrink_h > 2 * (source[0] - size[0]))
+
+
+def _resized_in_halves(
+    image: Image.Image, rows: bool, size_of: Callable[[Image.Image], tuple[int, int]], resample: int
+) -> Image.Image:
+    """`image` cut in two (top and bottom if `rows`, else left and right), each half resized to
+    `size_of(half)`, joined again. The second half is resized on a helper thread while this one does the
+    first (Pillow lets go of the GIL while it resamples); if the helper is still busy with another
+    image's half, this thread does both, so no caller ever queues behind another."""
+    width, height = image.size
+    if width * height < SPLIT_PIXELS or min(width, height) < 2:
+        return image.resize(size_of(image), resample)
+    first_box = (0, 0, width, height // 2) if rows else (0, 0, width // 2, height)
+    second_box = (0, height // 2, width, height) if rows else (width // 2, 0, width, height)
+
+    def resized(box: tuple[int, int, int, int]) -> Image.Image:
+        half = image.crop(box)
+        return half.resize(size_of(half), resample)
+
+    pending = _HALVES.submit(resized, second_box)
+    first = resized(first_box)
+    second = resized(second_box) if pending.cancel() else pending.result()
+    if rows:
+        joined = Image.new(first.mode, (first.width, first.height + second.height))
+        joined.paste(second, (0, first.height))
+    else:
+        joined = Image.new(first.mode, (first.width + second.width, first.height))
+        joined.paste(second, (first.width, 0))
+    joined.paste(first, (0, 0))
+    return joined
 
 
 def _region(width: int, height: int, cfg: PreprocessConfig) -> tuple[tuple[int, int], int, int, int, int]:
