@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -130,6 +131,33 @@ def test_int8_that_misses_its_gate_is_left_out_and_auto_serves_fp32(
     for requested in ("auto", "int8", "int8-w7"):
         precision = load_encoder(Settings(model_dir=out, inference_precision=requested)).precision
         assert precision is Precision.fp32
+
+
+def test_the_bench_bakes_again_a_checkpoint_that_older_code_baked(
+    baked: Path, tiny_model_dir: Path, tmp_path: Path
+) -> None:
+    """`make bench` keeps its bake between runs; one whose image graph this code no longer exports would
+    measure the old graph, so it is baked again (and a current one is kept)."""
+    from handler.tools.bench import ensure_checkpoints
+    from handler.tools.export_onnx import IMAGE_GRAPH_REVISION
+
+    assert read_manifest(baked)["image_graph_revision"] == IMAGE_GRAPH_REVISION
+    kept = tmp_path / "clip-base-baked"
+    shutil.copytree(baked, kept)
+    manifest_path = kept / "onnx" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest["image_graph_revision"] = IMAGE_GRAPH_REVISION - 1
+    manifest_path.write_text(json.dumps(manifest))
+    (kept / "left-by-older-code").write_text("")
+
+    _, rebaked = ensure_checkpoints(tmp_path, tiny_model_dir)
+    assert rebaked == kept
+    assert not (kept / "left-by-older-code").exists()
+    assert read_manifest(kept)["image_graph_revision"] == IMAGE_GRAPH_REVISION
+
+    (kept / "current").write_text("")
+    ensure_checkpoints(tmp_path, tiny_model_dir)
+    assert (kept / "current").exists()
 
 
 def test_bake_refuses_a_non_checkpoint_and_a_non_empty_target(tmp_path: Path, baked: Path) -> None:

@@ -128,7 +128,7 @@ def bake(
     )
     copy_side_files(source, out, model_id)
 
-    from handler.tools.export_onnx import export_towers, quantize_image_tower
+    from handler.tools.export_onnx import IMAGE_GRAPH_REVISION, export_towers, quantize_image_tower
 
     image_module, text_module = reference.image_tower.module, reference.load_text_tower().module  # type: ignore[attr-defined]
     folder = export_towers(image_module, text_module, out, reference.preprocess.crop_height, TEXT_LENGTH)
@@ -142,6 +142,7 @@ def bake(
         "image_side": reference.preprocess.crop_height,
         "files": {_file_key(tower): file for tower, file in IMAGE_TOWERS.items()} | {"text_fp32": TEXT_FP32},
         "exported_with": {p: version(p) for p in ("torch", "transformers", "onnx", "onnxruntime")},
+        "image_graph_revision": IMAGE_GRAPH_REVISION,
         # False: this CPU's int8 kernels clip pairs of products, so the 8-bit tower's gate figures below
         # include that clipping (worse than a VNNI/AMX/Arm CPU, where it is served, computes).
         "int8_products_exact_on_bake_cpu": int8_products_exact(),

@@ -51,13 +51,27 @@ def ensure_checkpoints(work: Path, model_dir: Path | None) -> tuple[Path, Path]:
     if model_dir is None and not (raw / "model.safetensors").is_file():
         make_random_checkpoint(raw, size="base")
     baked = work / "clip-base-baked"
-    if not (baked / "text_embeddings.safetensors").is_file():
+    if not _baked_by_this_code(baked):
         if baked.exists():
             import shutil
 
             shutil.rmtree(baked)
         bake(baked, "random/clip-vit-base-patch32-sized", from_dir=raw)
     return raw, baked
+
+
+def _baked_by_this_code(baked: Path) -> bool:
+    """A complete bake whose image graph is the one this code exports (not one left by older code)."""
+    from handler.core.onnx_runtime import read_manifest
+    from handler.exceptions import ConfigurationError
+    from handler.tools.export_onnx import IMAGE_GRAPH_REVISION
+
+    if not (baked / "text_embeddings.safetensors").is_file():
+        return False
+    try:
+        return read_manifest(baked).get("image_graph_revision") == IMAGE_GRAPH_REVISION
+    except ConfigurationError:
+        return False
 
 
 def server_specs(raw: Path, baked: Path, native: bool) -> dict[str, tuple[Path, dict[str, str]]]:

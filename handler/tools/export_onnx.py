@@ -21,6 +21,11 @@ from handler.core.onnx_runtime import EXPORT_DIR, IMAGE_FP32, IMAGE_TOWERS, TEXT
 from handler.tools.onnx_attention import TRANSLATIONS, multi_head_attention
 
 OPSET = 18
+#: The image graph `export_towers` and `quantize_image_tower` write, as a number the bake's manifest keeps.
+#: Bump it with any change to them: `make bench` bakes its checkpoint again when the number differs, so it
+#: never measures a graph the code no longer writes. 2: last layer for the class token, patches as a
+#: MatMul; 3: query, key and value in one MatMul, attention in one MultiHeadAttention node.
+IMAGE_GRAPH_REVISION = 3
 
 
 class PooledImageTower(torch.nn.Module):
