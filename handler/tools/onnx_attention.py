@@ -4,11 +4,11 @@ torch.onnx writes scaled dot-product attention out as its parts: per layer, each
 reshaped and transposed to (batch, heads, length, head size), the key transposed again and both scaled,
 two MatMuls and a Softmax around them, and the result transposed back: about 20 nodes, 5 of them
 Transposes. ONNX Runtime's CPU provider fuses none of that for a dynamically quantised model, and at
-batch 1 those small nodes cost about as much as the arithmetic they move (each one a round trip through
-the thread pool). `multi_head_attention` is a torch operator whose export is the contrib operator
-`com.microsoft.MultiHeadAttention`, which takes query, key and value as (batch, length, width) and does
-the same arithmetic in one kernel. Interleaved A/B of the int8 tower, 2026-12-02, AMD EPYC, 2 threads:
-one image 5-7% faster (fastest of 200: 16.0 against 17.0 ms), a batch of 32 about 4%.
+batch 1 each of those small nodes is a round trip through the thread pool. `multi_head_attention` is a
+torch operator whose export is the contrib operator `com.microsoft.MultiHeadAttention`, which takes
+query, key and value as (batch, length, width) and does the same arithmetic in one kernel. Interleaved
+A/B of the int8 tower, 2026-12-02, AMD EPYC, 2 threads: one image 5-7% faster (fastest of 200: 16.0
+against 17.0 ms), a batch of 32 about 4%.
 """
 
 from __future__ import annotations
