@@ -58,24 +58,15 @@ def difference(ours: Image.Image, expected: Image.Image) -> int:
 MODES = ["RGB", "RGBA", "LA", "L"]
 
 
-@pytest.fixture(params=["whole", "halves"])
-def resample_split(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
-    """Each resample pass run whole on one thread, or in two halves on two (`_resized_in_halves`)."""
-    monkeypatch.setattr("handler.core.preprocess.SPLIT_PIXELS", 0 if request.param == "halves" else 1 << 40)
-    return str(request.param)
-
-
 @pytest.mark.parametrize("size", [(96, 128), (300, 80), (64, 64), (65, 300), (640, 480), (1024, 768), (5, 3)])
 @pytest.mark.parametrize("mode", MODES)
-def test_ordinary_images_get_exactly_the_pixels_they_always_got(
-    size: tuple[int, int], mode: str, resample_split: str
-) -> None:
+def test_ordinary_images_get_exactly_the_pixels_they_always_got(size: tuple[int, int], mode: str) -> None:
     image = noise(size, mode)
     assert difference(model_image(image, CFG), reference(image, CFG)) == 0
 
 
 @pytest.mark.parametrize("seed", range(6))
-def test_any_size_gets_exactly_the_pixels_of_scale_then_crop(seed: int, resample_split: str) -> None:
+def test_any_size_gets_exactly_the_pixels_of_scale_then_crop(seed: int) -> None:
     """Sizes on both sides of Pillow's choice of which pass goes first, growing and shrinking (sides 30
     to 400 px: aspect ratios that keep to the exact path, see the banded test for the others)."""
     sizes = np.random.default_rng(seed).integers(30, 400, size=(12, 2))
@@ -85,8 +76,8 @@ def test_any_size_gets_exactly_the_pixels_of_scale_then_crop(seed: int, resample
 
 
 def test_images_preprocessed_on_many_threads_at_once_each_get_exactly_their_own_pixels() -> None:
-    """Halves of one image go to a shared helper thread; when it is busy with another image's half, the
-    caller does both. Under contention every image must still come out as scale-then-crop."""
+    """A batch preprocesses its images on several threads at once: each must still come out as
+    scale-then-crop of its own pixels."""
     images = [noise((640, 480)), noise((480, 640), "RGBA"), noise((1000, 300), "L"), smooth((333, 777))]
     expected = [np.asarray(reference(image, CFG)) for image in images]
     work = [i % len(images) for i in range(64)]
@@ -109,7 +100,7 @@ def test_banded_resampling_matches_scale_then_crop(
 @pytest.mark.parametrize("banded", [False, True], ids=["exact", "banded"])
 @pytest.mark.parametrize("orientation", range(1, 9))
 def test_exif_orientation_is_applied_to_the_region_as_to_the_whole(
-    orientation: int, banded: bool, monkeypatch: pytest.MonkeyPatch, resample_split: str
+    orientation: int, banded: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if banded:
         monkeypatch.setattr("handler.core.preprocess.EXACT_PIXELS", 0)

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -27,10 +26,6 @@ BAND_PIXELS = 1 << 20
 #: and scaled whole (Pillow's exact path); beyond either, in bands.
 EXACT_PIXELS = 4 << 20
 EXACT_SCALED_AREAS = 16
-#: Below this many pixels a resample pass runs whole on the calling thread (handing half over costs more).
-SPLIT_PIXELS = 1 << 16
-#: Runs the second half of a resample pass while the calling thread does the first (`_resized_in_halves`).
-_HALVES = ThreadPoolExecutor(max_workers=1, thread_name_prefix="resample")
 _WHITE = (255, 255, 255, 255)
 _HIGH_DEPTH_MODES = frozenset({"I", "I;16", "I;16B", "I;16L", "I;16N", "F"})
 _ALPHA_MODES = frozenset({"RGBA", "LA", "PA", "RGBa", "La"})
@@ -145,28 +140,25 @@ def model_image(image: Image.Image, cfg: PreprocessConfig, orientation: int = 1)
 
 
 def _scale_then_crop(image: Image.Image, size: tuple[int, int], box: Box, resample: int) -> Image.Image:
-    """`image.resize(size, resample).crop(box)` bit for bit, in about two thirds of the time on two cores.
+    """`image.resize(size, resample).crop(box)` bit for bit, without resampling what the crop drops.
 
     Pillow resamples in two passes, rounding to 8 bits in between: a horizontal one, in which each row
     of the output depends on that source row alone, and a vertical one, in which each column depends on
-    that column alone. Each pass here runs on the two halves of the image at once (`_resized_in_halves`),
-    and the second pass only on the rows or columns the crop keeps (a quarter fewer columns for a 4:3
-    picture). The passes go in Pillow's order (`_horizontal_first`); the tests hold the result to
-    Pillow's own, so a Pillow that changes its order fails them rather than the model's inputs.
+    that column alone. So the second pass runs only on the rows or columns the crop keeps (a quarter
+    fewer columns for a 4:3 picture). The passes go in Pillow's order (`_horizontal_first`); the tests
+    hold the result to Pillow's own, so a Pillow that changes its order fails them rather than the
+    model's inputs. (Running each pass on two threads was tried and dropped: faster only back to back,
+    slower after an idle pause and in batches, docs/performance.md.)
     """
     width, height = image.size
     new_w, new_h = size
     left, top, right, bottom = (int(edge) for edge in box)
 
     def across(picture: Image.Image) -> Image.Image:
-        if new_w == width:
-            return picture
-        return _resized_in_halves(picture, True, lambda half: (new_w, half.height), resample)
+        return picture if new_w == width else picture.resize((new_w, picture.height), resample)
 
     def down(picture: Image.Image) -> Image.Image:
-        if new_h == height:
-            return picture
-        return _resized_in_halves(picture, False, lambda half: (half.width, new_h), resample)
+        return picture if new_h == height else picture.resize((picture.width, new_h), resample)
 
     if _horizontal_first(image.size, size):
         columns = across(image).crop((left, 0, right, height))
@@ -180,36 +172,6 @@ def _horizontal_first(source: tuple[int, int], size: tuple[int, int]) -> bool:
     height shrinks by more than twice as many pixels as the width."""
     shrink_h = source[1] - size[1]
     return not (shrink_h > 0 and shrink_h > 2 * (source[0] - size[0]))
-
-
-def _resized_in_halves(
-    image: Image.Image, rows: bool, size_of: Callable[[Image.Image], tuple[int, int]], resample: int
-) -> Image.Image:
-    """`image` cut in two (top and bottom if `rows`, else left and right), each half resized to
-    `size_of(half)`, joined again. The second half is resized on a helper thread while this one does the
-    first (Pillow lets go of the GIL while it resamples); if the helper is still busy with another
-    image's half, this thread does both, so no caller ever queues behind another."""
-    width, height = image.size
-    if width * height < SPLIT_PIXELS or min(width, height) < 2:
-        return image.resize(size_of(image), resample)
-    first_box = (0, 0, width, height // 2) if rows else (0, 0, width // 2, height)
-    second_box = (0, height // 2, width, height) if rows else (width // 2, 0, width, height)
-
-    def resized(box: tuple[int, int, int, int]) -> Image.Image:
-        half = image.crop(box)
-        return half.resize(size_of(half), resample)
-
-    pending = _HALVES.submit(resized, second_box)
-    first = resized(first_box)
-    second = resized(second_box) if pending.cancel() else pending.result()
-    if rows:
-        joined = Image.new(first.mode, (first.width, first.height + second.height))
-        joined.paste(second, (0, first.height))
-    else:
-        joined = Image.new(first.mode, (first.width + second.width, first.height))
-        joined.paste(second, (first.width, 0))
-    joined.paste(first, (0, 0))
-    return joined
 
 
 def _region(width: int, height: int, cfg: PreprocessConfig) -> tuple[tuple[int, int], int, int, int, int]:
