@@ -7,6 +7,7 @@ import time
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, File, Form, UploadFile
+from starlette.concurrency import run_in_threadpool
 
 from handler.api.deps import moderator
 from handler.api.schemas import ClassifyResponse, ClassifyResult, OriginalPayload
@@ -25,7 +26,7 @@ CLASSIFIERS = ("clip",)
 
 @router.post("/classify/", response_model=ClassifyResponse, summary="Zero-shot classify one image")
 @router.post("/classify", response_model=ClassifyResponse, include_in_schema=False)
-def classify(
+async def classify(
     mod: Annotated[Moderator, Depends(moderator)],
     image: Annotated[UploadFile | None, File(description="The image file (any format Pillow reads).")] = None,
     location: Annotated[
@@ -39,6 +40,19 @@ def classify(
             ge=0.0, le=1.0, description="If the top probability is below this, the prediction is `unknown`."
         ),
     ] = None,
+) -> ClassifyResponse:
+    # One hop to a worker thread for all the blocking work (read, fetch, decode, model); the response is
+    # validated back on the event loop (a sync route would pay a second hop for that).
+    return await run_in_threadpool(_classify, mod, image, location, classes, classifier, threshold)
+
+
+def _classify(
+    mod: Moderator,
+    image: UploadFile | None,
+    location: str | None,
+    classes: str,
+    classifier: str,
+    threshold: float | None,
 ) -> ClassifyResponse:
     started = time.perf_counter()
     if classifier not in CLASSIFIERS:

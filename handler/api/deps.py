@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from starlette.concurrency import run_in_threadpool
+
 from handler.core.moderator import Moderator, get_moderator
 from handler.media.judge import MediaLimits
 
 
-def moderator() -> Moderator:
-    return get_moderator()
+async def moderator() -> Moderator:
+    """The process's moderator. Loaded at start-up (the app's lifespan, the Lambda's init), so this is a
+    cache hit answered on the event loop; only a first load goes to a worker thread."""
+    if get_moderator.cache_info().currsize:
+        return get_moderator()
+    return await run_in_threadpool(get_moderator)
 
 
 def media_limits(mod: Moderator) -> MediaLimits:
