@@ -3,11 +3,14 @@ and the compare-precision command on the caller's own images."""
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
+import resource
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -89,6 +92,23 @@ def test_inference_threads_follow_the_setting_and_the_old_torch_threads_name(
     assert Settings().inference_threads == 3
     monkeypatch.setenv("INFERENCE_THREADS", "2")
     assert Settings().inference_threads == 2
+
+
+def test_the_onnx_worker_threads_stop_spinning_when_a_forward_pass_ends(baked: Path) -> None:
+    """Between requests the tower's worker threads must leave the cores to the rest of the process (the
+    response, the next decode, S3 reads): ONNX Runtime's threads otherwise spin on for tens of ms after
+    each run, about a core's worth of CPU."""
+    encoder = load_encoder(Settings(model_dir=baked, inference_precision="auto", inference_threads=2))
+    images = [Image.open(io.BytesIO(image_bytes(color=color))) for color in ("red", "blue")]
+    encoder.encode_images(images)
+    spent = []
+    for _ in range(3):
+        encoder.encode_images(images)
+        before = resource.getrusage(resource.RUSAGE_SELF)
+        time.sleep(0.3)
+        after = resource.getrusage(resource.RUSAGE_SELF)
+        spent.append(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime)
+    assert min(spent) < 0.01, f"CPU seconds used in the 0.3 s after a forward pass: {spent}"
 
 
 def test_cpu_count_comes_from_the_cgroup_quota_not_the_host(tmp_path: Path) -> None:

@@ -61,6 +61,10 @@ def session_options(threads: int) -> Any:
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only: no per-session initializer notices in the logs
+    # The worker threads spin while a run lasts (between its operators) but not after it: by default they
+    # spin on for tens of ms, a core's worth of CPU taken from what the request does next (the response,
+    # the next request's decode, the S3 flow's reads); back to back, one image took 11% longer for it.
+    options.add_session_config_entry("session.force_spinning_stop", "1")
     return options
 
 
